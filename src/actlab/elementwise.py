@@ -1,0 +1,155 @@
+"""The machinery shared by every elementwise activation.
+
+An activation family describes its math once, as an :class:`ElementwiseOp`:
+
+``forward(x, *params)``
+    the value, written in PyTorch ops so that autograd through it is exact and
+    finite (this is the *reference*: the truth every fast path is tested against);
+``derivatives(x, *params)``
+    the closed-form partial derivatives ``(dy/dx, dy/dp_1, ...)``, elementwise.
+
+From these two, this module builds the paths that :func:`apply` chooses from:
+the reference (autograd through ``forward``) and a fused
+``torch.autograd.Function`` that saves only ``x`` and the parameters and
+recomputes the derivatives in backward, reducing the parameter gradients to the
+parameters' (shared or per-channel) shape with ``sum_to_size``.
+
+Both paths compute in float32 at least: half-precision inputs are upcast inside
+the op and the result is cast back, which keeps exp/erf/softplus stable under
+autocast. Parameters always arrive already constrained (positive where they must
+be); modules keep the unconstrained values and map them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from .backend import check_backend, get_backend
+
+__all__ = ["ElementwiseOp", "apply", "compute_dtype", "ParamLike"]
+
+ParamLike = Union[float, int, Tensor]
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for half types, the dtype itself for float32/float64."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class ElementwiseOp:
+    """The math of one elementwise activation (see the module docstring)."""
+
+    name: str
+    param_names: tuple[str, ...]
+    forward: Callable[..., Tensor]
+    derivatives: Callable[..., Sequence[Tensor]]
+    function: type = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "function", _make_fused_function(self))
+
+
+def _cast(ts: Sequence[Tensor], dtype: torch.dtype) -> list[Tensor]:
+    return [t.to(dtype) for t in ts]
+
+
+def _forward_value(op: ElementwiseOp, x: Tensor, params: Sequence[Tensor]) -> Tensor:
+    cd = compute_dtype(x.dtype)
+    return op.forward(x.to(cd), *_cast(params, cd)).to(x.dtype)
+
+
+def _backward_grads(op: ElementwiseOp, x: Tensor, params: Sequence[Tensor], grad: Tensor, needs: Sequence[bool]):
+    cd = compute_dtype(x.dtype)
+    g = grad.to(cd)
+    partials = op.derivatives(x.to(cd), *_cast(params, cd))
+    grad_x = (g * partials[0]).to(x.dtype) if needs[0] else None
+    grad_params = [
+        (g * d).sum_to_size(p.shape).to(p.dtype) if need else None
+        for p, d, need in zip(params, partials[1:], needs[1:])
+    ]
+    return (grad_x, *grad_params)
+
+
+def _make_fused_function(op: ElementwiseOp) -> type:
+    class Fused(torch.autograd.Function):
+        @staticmethod
+        def forward(x: Tensor, *params: Tensor) -> Tensor:
+            return _forward_value(op, x, params)
+
+        @staticmethod
+        def setup_context(ctx, inputs, output) -> None:
+            # Only the input and the (tiny) parameters are kept for backward;
+            # every intermediate is recomputed there.
+            ctx.save_for_backward(*inputs)
+
+        @staticmethod
+        def backward(ctx, grad: Tensor):
+            x, *params = ctx.saved_tensors
+            return _backward_grads(op, x, params, grad, ctx.needs_input_grad)
+
+    Fused.__name__ = Fused.__qualname__ = f"{op.name.title().replace('_', '')}Function"
+    return Fused
+
+
+def _param_tensor(value: ParamLike, name: str, x: Tensor, channel_dim: int) -> Tensor:
+    """Shape a parameter for broadcasting against ``x``: scalar, or one value per channel."""
+    if not isinstance(value, Tensor):
+        return torch.tensor(float(value), dtype=compute_dtype(x.dtype), device=x.device)
+    if value.numel() == 1:
+        return value.reshape(())
+    if value.dim() != 1:
+        raise ValueError(f"parameter {name!r} must be a scalar or a 1-D tensor of per-channel values, got shape {tuple(value.shape)}")
+    if x.dim() < 2:
+        raise ValueError(
+            f"parameter {name!r} has {value.numel()} per-channel values but the input has {x.dim()} dimension(s) "
+            "and so no channel dimension; use num_parameters=1 or give the input a channel dimension"
+        )
+    dim = channel_dim if channel_dim >= 0 else channel_dim + x.dim()
+    if not 0 <= dim < x.dim():
+        raise ValueError(f"channel_dim={channel_dim} is out of range for an input with {x.dim()} dimensions")
+    if x.shape[dim] != value.numel():
+        raise ValueError(
+            f"parameter {name!r} has {value.numel()} per-channel values but the input has {x.shape[dim]} channels "
+            f"along channel_dim={channel_dim} (input shape {tuple(x.shape)}); "
+            "set num_parameters to the channel count, or channel_dim to the right axis"
+        )
+    shape = [1] * x.dim()
+    shape[dim] = value.numel()
+    return value.reshape(shape)
+
+
+def apply(
+    op: ElementwiseOp,
+    x: Tensor,
+    params: Sequence[ParamLike] = (),
+    *,
+    channel_dim: int = 1,
+    backend: str | None = None,
+) -> Tensor:
+    """Evaluate ``op`` on ``x`` with the given (already constrained) parameters.
+
+    Args:
+        op: the activation's math.
+        x: input of any shape, floating point.
+        params: one entry per ``op.param_names``: a Python number, a scalar
+            tensor, or a 1-D tensor with one value per channel of ``x``.
+        channel_dim: the axis of ``x`` that per-channel parameters run along.
+        backend: ``"reference"``, ``"fused"`` or ``"auto"``; ``None`` uses
+            :func:`actlab.get_backend`.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op.name}: expected a torch.Tensor input, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{op.name}: input must be a floating-point tensor, got dtype {x.dtype}; convert it with x.float()")
+    if len(params) != len(op.param_names):
+        raise TypeError(f"{op.name} takes {len(op.param_names)} parameter(s) {op.param_names}, got {len(params)}")
+    ps = [_param_tensor(p, n, x, channel_dim) for p, n in zip(params, op.param_names)]
+    chosen = check_backend(backend) or get_backend()
+    if chosen == "reference":
+        return _forward_value(op, x, ps)
+    return op.function.apply(x, *ps)
