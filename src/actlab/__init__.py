@@ -1,7 +1,68 @@
-"""actlab: trainable activation functions for PyTorch, and a lab that trains, compares and explains them."""
+"""actlab: trainable activation functions for PyTorch, and a lab that trains, compares and explains them.
 
+Quick start::
+
+    import actlab
+    act = actlab.create("srs")                  # by name (case-insensitive, aliases accepted)
+    act = actlab.SRS(alpha=2.0, num_parameters=64)
+    y = actlab.functional.serf(x)
+    actlab.list_activations(trainable=True)
+    actlab.info("zorro").provenance
+"""
+
+from . import functional
 from ._version import __version__
+from .activations import (
+    AGLU,
+    APA,
+    EELU,
+    PAU,
+    SAU,
+    SRS,
+    AsymmetricZorro,
+    GELUTanh,
+    Serf,
+    SigmoidZorro,
+    SlopedZorro,
+    Sqish,
+    Swish,
+    TanhZorro,
+    Zorro,
+)
 from .backend import get_backend, set_backend
-from .registry import ActivationInfo, create, info, list_activations
+from .base import Activation, ParametricActivation
+from .registry import ActivationInfo, ParameterInfo, create, info, list_activations, register
+from .sites import activation_parameters, activation_sites, is_activation
 
-__all__ = ["__version__", "create", "info", "list_activations", "ActivationInfo", "set_backend", "get_backend"]
+__all__ = [
+    "__version__",
+    "functional",
+    "create",
+    "info",
+    "list_activations",
+    "register",
+    "ActivationInfo",
+    "ParameterInfo",
+    "set_backend",
+    "get_backend",
+    "Activation",
+    "ParametricActivation",
+    "activation_sites",
+    "activation_parameters",
+    "is_activation",
+    "SRS",
+    "Serf",
+    "Zorro",
+    "AsymmetricZorro",
+    "SigmoidZorro",
+    "TanhZorro",
+    "SlopedZorro",
+    "APA",
+    "AGLU",
+    "EELU",
+    "SAU",
+    "Sqish",
+    "PAU",
+    "Swish",
+    "GELUTanh",
+]

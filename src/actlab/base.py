@@ -26,7 +26,7 @@ from .backend import check_backend
 from .elementwise import ElementwiseOp, apply
 from .registry import ParameterInfo
 
-__all__ = ["Real", "Positive", "Param", "Activation", "ParametricActivation", "inverse_softplus"]
+__all__ = ["Real", "Positive", "Param", "Activation", "ParametricActivation", "inverse_softplus", "check_numbers"]
 
 
 def inverse_softplus(y: Tensor) -> Tensor:
@@ -89,6 +89,8 @@ class Param:
     name: str
     default: ParamDefault
     constraint: Constraint = Real()
+    #: Overrides the constraint's description where several parameters interact.
+    description: str | None = None
 
     @property
     def size(self) -> int | None:
@@ -96,6 +98,17 @@ class Param:
 
     def raw_name(self) -> str:
         return f"raw_{self.name}" if self.constraint.reparameterised else self.name
+
+
+def check_numbers(owner: str, params: Sequence[Param], values: Sequence[Any]) -> None:
+    """Check the plain-number arguments of a functional form against the constraints.
+
+    Tensors are passed through unchecked: validating them would need a device
+    synchronisation on every call.
+    """
+    for p, v in zip(params, values):
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            p.constraint.check(f"{owner}: {p.name}", float(v))
 
 
 class Activation(nn.Module):
@@ -129,7 +142,7 @@ class ParametricActivation(Activation):
 
     Subclasses declare ``op`` and ``params`` (a tuple of :class:`Param`, in the
     order ``op`` takes them) and call ``super().__init__(values, ...)`` with the
-    initial values. Cross-parameter constraints override :meth:`_to_values`,
+    initial values (``params=`` overrides the class declaration for one instance). Cross-parameter constraints override :meth:`_to_values`,
     :meth:`_to_raw` and :meth:`_check_values`.
     """
 
@@ -146,6 +159,7 @@ class ParametricActivation(Activation):
         self,
         values: Mapping[str, ParamDefault],
         *,
+        params: Sequence[Param] | None = None,
         num_parameters: int = 1,
         channel_dim: int = 1,
         trainable: bool = True,
@@ -153,6 +167,9 @@ class ParametricActivation(Activation):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        if params is not None:
+            # Declarations that depend on constructor arguments (e.g. PAU's degrees).
+            self.params = tuple(params)
         name = type(self).__name__
         if isinstance(num_parameters, bool) or not isinstance(num_parameters, int) or num_parameters < 1:
             raise ValueError(f"{name}: num_parameters must be a positive integer (1 = shared, C = per channel), got {num_parameters!r}")
@@ -240,7 +257,7 @@ class ParametricActivation(Activation):
     # -- metadata -------------------------------------------------------------------------
     @classmethod
     def parameter_infos(cls) -> tuple[ParameterInfo, ...]:
-        return tuple(ParameterInfo(p.name, p.default, p.constraint.description, True) for p in cls.params)
+        return tuple(ParameterInfo(p.name, p.default, p.description or p.constraint.description, True) for p in cls.params)
 
     def extra_repr(self) -> str:
         parts = []

@@ -1,0 +1,31 @@
+"""The activation families, one module each. Importing this package registers them all."""
+
+from . import apa, baselines, eelu, pau, sau, serf, sqish, srs, swish, zorro
+from .apa import AGLU, APA
+from .baselines import GELUTanh
+from .eelu import EELU
+from .pau import PAU
+from .sau import SAU
+from .serf import Serf
+from .sqish import Sqish
+from .srs import SRS
+from .swish import Swish
+from .zorro import AsymmetricZorro, SigmoidZorro, SlopedZorro, TanhZorro, Zorro
+
+__all__ = [
+    "SRS",
+    "Serf",
+    "Zorro",
+    "AsymmetricZorro",
+    "SigmoidZorro",
+    "TanhZorro",
+    "SlopedZorro",
+    "APA",
+    "AGLU",
+    "EELU",
+    "SAU",
+    "Sqish",
+    "PAU",
+    "Swish",
+    "GELUTanh",
+]
