@@ -22,8 +22,8 @@ be); modules keep the unconstrained values and map them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -32,7 +32,7 @@ from .backend import check_backend, get_backend
 
 __all__ = ["ElementwiseOp", "apply", "compute_dtype", "ParamLike"]
 
-ParamLike = Union[float, int, Tensor]
+ParamLike = float | int | Tensor
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -103,7 +103,9 @@ def _param_tensor(value: ParamLike, name: str, x: Tensor, channel_dim: int) -> T
     if value.numel() == 1:
         return value.reshape(())
     if value.dim() != 1:
-        raise ValueError(f"parameter {name!r} must be a scalar or a 1-D tensor of per-channel values, got shape {tuple(value.shape)}")
+        raise ValueError(
+            f"parameter {name!r} must be a scalar or a 1-D tensor of per-channel values, got shape {tuple(value.shape)}"
+        )
     if x.dim() < 2:
         raise ValueError(
             f"parameter {name!r} has {value.numel()} per-channel values but the input has {x.dim()} dimension(s) "
@@ -145,7 +147,9 @@ def apply(
     if not isinstance(x, Tensor):
         raise TypeError(f"{op.name}: expected a torch.Tensor input, got {type(x).__name__}")
     if not x.is_floating_point():
-        raise TypeError(f"{op.name}: input must be a floating-point tensor, got dtype {x.dtype}; convert it with x.float()")
+        raise TypeError(
+            f"{op.name}: input must be a floating-point tensor, got dtype {x.dtype}; convert it with x.float()"
+        )
     if len(params) != len(op.param_names):
         raise TypeError(f"{op.name} takes {len(op.param_names)} parameter(s) {op.param_names}, got {len(params)}")
     ps = [_param_tensor(p, n, x, channel_dim) for p, n in zip(params, op.param_names)]

@@ -64,7 +64,9 @@ SAU_OP = ElementwiseOp("sau", ("alpha", "sigma"), _forward, _derivatives)
 _PARAMS = (Param("alpha", 0.01, Real()), Param("sigma", 1.0, Positive(1e-4)))
 
 
-def sau(x: Tensor, alpha: ParamLike = 0.01, sigma: ParamLike = 1.0, *, channel_dim: int = 1, backend: str | None = None) -> Tensor:
+def sau(
+    x: Tensor, alpha: ParamLike = 0.01, sigma: ParamLike = 1.0, *, channel_dim: int = 1, backend: str | None = None
+) -> Tensor:
     """Smooth Activation Unit (Gaussian-smoothed Leaky-ReLU). See :class:`SAU`."""
     check_numbers("sau", _PARAMS, (alpha, sigma))
     return apply(SAU_OP, x, (alpha, sigma), channel_dim=channel_dim, backend=backend)
