@@ -17,6 +17,8 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("actlab.cli.catalogue", "list the registered activations"),
     "show": ("actlab.cli.catalogue", "show one activation: formula, parameters, reference, values"),
+    "compare": ("actlab.cli.compare", "train and compare activations: tables, statistics, report (resumable)"),
+    "results": ("actlab.cli.compare", "show or export the results stored by `actlab compare`"),
 }
 
 
