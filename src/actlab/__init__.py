@@ -30,6 +30,15 @@ from .activations import (
     Zorro,
 )
 from .backend import get_backend, set_backend
+from .inspection import (
+    InputHistogram,
+    ParameterRecorder,
+    Properties,
+    SiteReport,
+    inspect,
+    properties,
+    record_inputs,
+)
 from .base import Activation, ParametricActivation
 from .registry import ActivationInfo, ParameterInfo, create, info, list_activations, register
 from .sites import activation_parameters, activation_sites, is_activation
@@ -50,6 +59,13 @@ __all__ = [
     "activation_sites",
     "activation_parameters",
     "is_activation",
+    "inspect",
+    "SiteReport",
+    "record_inputs",
+    "InputHistogram",
+    "ParameterRecorder",
+    "properties",
+    "Properties",
     "SRS",
     "Serf",
     "Zorro",
