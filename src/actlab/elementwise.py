@@ -76,24 +76,29 @@ def _backward_grads(op: ElementwiseOp, x: Tensor, params: Sequence[Tensor], grad
 
 
 def _make_fused_function(op: ElementwiseOp) -> type:
-    class Fused(torch.autograd.Function):
-        @staticmethod
-        def forward(x: Tensor, *params: Tensor) -> Tensor:
-            return _forward_value(op, x, params)
+    def forward(x: Tensor, *params: Tensor) -> Tensor:
+        return _forward_value(op, x, params)
 
-        @staticmethod
-        def setup_context(ctx, inputs, output) -> None:
-            # Only the input and the (tiny) parameters are kept for backward;
-            # every intermediate is recomputed there.
-            ctx.save_for_backward(*inputs)
+    def setup_context(ctx, inputs, output) -> None:
+        # Only the input and the (tiny) parameters are kept for backward; every
+        # intermediate is recomputed there.
+        ctx.save_for_backward(*inputs)
 
-        @staticmethod
-        def backward(ctx, grad: Tensor):
-            x, *params = ctx.saved_tensors
-            return _backward_grads(op, x, params, grad, ctx.needs_input_grad)
+    def backward(ctx, grad: Tensor):
+        x, *params = ctx.saved_tensors
+        return _backward_grads(op, x, params, grad, ctx.needs_input_grad)
 
-    Fused.__name__ = Fused.__qualname__ = f"{op.name.title().replace('_', '')}Function"
-    return Fused
+    # Built with type() so that autograd names the graph node after the op
+    # (e.g. ``SrsFunctionBackward``), which keeps profiles and errors readable.
+    name = "".join(part.title() for part in op.name.split("_")) + "Function"
+    body = {
+        "forward": staticmethod(forward),
+        "setup_context": staticmethod(setup_context),
+        "backward": staticmethod(backward),
+        "__doc__": f"Fused forward/backward of {op.name}: saves only the input and parameters.",
+        "__module__": __name__,
+    }
+    return type(name, (torch.autograd.Function,), body)
 
 
 def _param_tensor(value: ParamLike, name: str, x: Tensor, channel_dim: int) -> Tensor:
