@@ -15,31 +15,12 @@ import pytest
 
 import actlab
 from actlab.lab.config import ActivationChoice, RunSpec
-from actlab.lab.runner import RunResult
 from actlab.lab.store import SCHEMA_VERSION, ResultStore, StoreError, read_results
 
+from .factories import make_result, make_spec
+
 SRC = str(Path(actlab.__file__).resolve().parents[1])
-
-
-def make_spec(seed: int = 0, activation: str = "relu", **kw) -> RunSpec:
-    base = dict(task="digits", model="mlp", epochs=2, batch_size=32, lr=1e-3)
-    base.update(kw)
-    return RunSpec(activation=ActivationChoice(activation), seed=seed, **base)
-
-
-def make_result(spec: RunSpec, value: float = 0.9, status: str = "ok", error: str | None = None) -> RunResult:
-    return RunResult(
-        config_hash=spec.config_hash(),
-        status=status,
-        error=error,
-        metric="accuracy",
-        higher_is_better=True,
-        test_metrics={"accuracy": value, "loss": 0.3} if status == "ok" else {},
-        best_epoch=2,
-        best_val=value,
-        history=[{"epoch": 1, "train_loss": 1.0, "val_accuracy": 0.5, "train_s": 0.1, "eval_s": 0.01}],
-        epochs_run=2,
-    )
+ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def test_record_and_read_round_trip(tmp_path):
@@ -155,8 +136,8 @@ def test_two_processes_writing_the_same_database_lose_nothing(tmp_path):
 
 _WRITER = """
 import sys
-sys.path.insert(0, {tests!r})
-from test_store import make_spec, make_result
+sys.path.insert(0, {root!r})
+from tests.lab.factories import make_spec, make_result
 from actlab.lab.store import ResultStore
 with ResultStore({path!r}) as store:
     print("ready", flush=True)
@@ -167,7 +148,7 @@ with ResultStore({path!r}) as store:
 
 
 def test_sigkill_during_writes_leaves_a_sound_database_with_complete_rows(tmp_path):
-    code = _WRITER.format(tests=str(Path(__file__).parent), path=str(tmp_path))
+    code = _WRITER.format(root=ROOT, path=str(tmp_path))
     env = {**os.environ, "PYTHONPATH": SRC}
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env)
     assert proc.stdout.readline().strip() == b"ready"

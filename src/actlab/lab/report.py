@@ -270,25 +270,21 @@ def _times(table: ComparisonTable, colours) -> Figure | None:
     return Figure("time", f"Median time per training epoch, relative to {table.baseline} (dashed line).", _png(fig))
 
 
-def _initial_curve(row: ActivationRow, x: np.ndarray) -> np.ndarray | None:
+def _initial_curve(row: ActivationRow) -> np.ndarray | None:
     """The activation's shape before training (the same at every site)."""
-    import torch
-
-    from .runner import shape_curve
+    from .runner import initial_shape
 
     try:
-        module = row.runs[0].spec.activation.create().to(torch.float64)
-    except Exception:  # no longer registered, or needs options this reader lacks
+        return np.asarray(initial_shape(row.runs[0].spec.activation)["y"])[0]
+    except (TypeError, ValueError):  # no longer registered, or options this version rejects
         return None
-    curves = shape_curve(module, torch.as_tensor(x, dtype=torch.float64))
-    return np.asarray(curves[0]) if curves else None
 
 
 def _shapes(table: ComparisonTable, colours) -> list[Figure]:
     figures = []
     for row in table.rows:
         snapshots = [r.result.activations for r in row.runs if r.result.ok and r.result.activations]
-        if not snapshots or not any(site.get("state") for site in snapshots[0]):
+        if not snapshots or not any(site.get("trainable") for site in snapshots[0]):
             continue  # fixed activations: nothing was learned
         sites = [s["site"] for s in snapshots[0]]
         cols = min(4, len(sites))
@@ -296,7 +292,7 @@ def _shapes(table: ComparisonTable, colours) -> list[Figure]:
         fig = _new_figure(3 * cols, 2.6 * nrows)
         axes = np.atleast_1d(fig.subplots(nrows, cols, squeeze=False)).ravel()
         x = np.asarray(snapshots[0][0]["x"])
-        initial = _initial_curve(row, x)
+        initial = _initial_curve(row)
         for i, site in enumerate(sites):
             ax = axes[i]
             if initial is not None:

@@ -14,7 +14,6 @@ back as ``status="failed"`` with the error; it never raises out of here
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import functools
 import math
@@ -45,7 +44,7 @@ __all__ = [
     "PeakRSS",
     "parameter_groups",
     "snapshot_activations",
-    "shape_curve",
+    "initial_shape",
     "EVAL_BATCH_SIZE",
 ]
 
@@ -219,40 +218,40 @@ def _make_optimizer(spec: RunSpec, model: nn.Module) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {spec.optimizer!r}")
 
 
-def shape_curve(module: nn.Module, x: torch.Tensor) -> list[list[float]] | None:
-    """``module`` evaluated on ``x``: one curve per channel (a single curve when shared)."""
-    channels = int(getattr(module, "num_parameters", 1) or 1)
-    try:
-        with torch.no_grad():
-            if channels > 1:
-                # (points, C): channel axis 1 (= -1), valid for channel_dim 1 or -1.
-                y = module(x[:, None].expand(-1, channels).contiguous())
-                return y.T.tolist()
-            return [module(x).tolist()]
-    except Exception:  # an activation that needs a particular input layout: no curve, the parameters remain
-        return None
+def _site_record(site) -> dict[str, Any]:
+    """A JSON-ready copy of one :class:`actlab.inspection.SiteReport`."""
+    return {
+        "site": site.name,
+        "class": site.type,
+        "registry_name": site.registry_name,
+        "parameters": {k: np.asarray(v).tolist() for k, v in site.parameters.items()},
+        "x": site.x.tolist(),
+        "y": site.y.tolist(),
+    }
 
 
 def snapshot_activations(model: nn.Module) -> list[dict[str, Any]]:
-    """Per activation site: name, class, parameter values and the shape on a grid (float64, CPU)."""
+    """Per activation site: name, class, parameter values and curve (one row per channel).
+
+    The curves come from :func:`actlab.inspect` on :data:`SHAPE_RANGE`; the
+    model is not modified. ``trainable`` marks sites with learned parameters.
+    """
     import actlab
 
-    model = copy.deepcopy(model).to("cpu", torch.float64)
-    x = torch.linspace(*SHAPE_RANGE, SHAPE_POINTS, dtype=torch.float64)
+    trainable = {name: any(True for _ in m.parameters()) for name, m in actlab.activation_sites(model)}
     out = []
-    for name, module in actlab.activation_sites(model):
-        record: dict[str, Any] = {
-            "site": name,
-            "class": type(module).__name__,
-            "repr": repr(module),
-            "state": {k: v.tolist() for k, v in module.state_dict().items()},
-        }
-        if hasattr(module, "values") and callable(module.values):
-            record["values"] = {k: v.tolist() for k, v in module.values().items()}
-        record["x"] = x.tolist()
-        record["y"] = shape_curve(module, x)
+    for site in actlab.inspect(model, x_range=SHAPE_RANGE, points=SHAPE_POINTS):
+        record = _site_record(site)
+        record["trainable"] = trainable.get(site.name, False)
         out.append(record)
     return out
+
+
+def initial_shape(choice) -> dict[str, Any]:
+    """The snapshot record of a freshly created activation (its shape before training)."""
+    from ..inspection import report_site
+
+    return _site_record(report_site("", choice.create(), SHAPE_RANGE, SHAPE_POINTS))
 
 
 # -- the run -------------------------------------------------------------------------------------
