@@ -1,0 +1,1 @@
+"""The actlab lab: tasks, models and the machinery that trains and compares activations."""
