@@ -102,7 +102,7 @@ def test_report_files_embed_every_figure(tmp_path):
     assert len(linked) == 4
     assert all((tmp_path / p).read_bytes().startswith(PNG_MAGIC) for p in linked)
     assert any("shapes-srs" in p for p in linked)
-    assert "| 1 | srs | 0.9600 ± 0.0100 |" in md_text
+    assert "| 1 | srs | 0.9600 ± 0.0100 |" in md_text and "0.004\\*" in md_text
     assert "actlab compare --quiet" in md_text and "relu (baseline)" in text
     assert not list(tmp_path.glob(".*.tmp"))
 

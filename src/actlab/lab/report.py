@@ -140,6 +140,7 @@ def _settings_line(table: ComparisonTable) -> str:
 
 
 def _footnotes(table: ComparisonTable) -> list[str]:
+    """What the marks and ratios mean (the table's notes come separately)."""
     lines = []
     tested = sum(1 for r in table.rows if r.p_holm is not None)
     if tested:
@@ -150,7 +151,7 @@ def _footnotes(table: ComparisonTable) -> list[str]:
             f"time/epoch and saved mem are relative to {table.baseline}: {_seconds(base.epoch_time_s)} per epoch "
             f"(median), {_bytes(base.saved_tensor_bytes)} saved for backward per training step"
         )
-    return lines + table.notes
+    return lines
 
 
 def format_comparison(table: ComparisonTable) -> str:
@@ -159,9 +160,9 @@ def format_comparison(table: ComparisonTable) -> str:
 
     headers, rows = comparison_rows(table)
     out = [_caption(table), _settings_line(table), "", format_table(headers, rows)]
-    notes = _footnotes(table)
-    if notes:
-        out += [""] + [n if n.startswith("*") else f"note: {n}" for n in notes]
+    extra = _footnotes(table) + [f"note: {n}" for n in table.notes]
+    if extra:
+        out += [""] + extra
     return "\n".join(out)
 
 
@@ -341,6 +342,11 @@ class _Document:
         self.blocks.append((kind, value))
 
 
+def _md_escape(text: str) -> str:
+    """Escape Markdown emphasis characters (the significance star, underscores in names)."""
+    return text.replace("*", "\\*").replace("_", "\\_")
+
+
 def _markdown(doc: _Document, figure_paths: dict[int, str]) -> str:
     out = [f"# {doc.title}", ""]
     for kind, value in doc.blocks:
@@ -349,10 +355,10 @@ def _markdown(doc: _Document, figure_paths: dict[int, str]) -> str:
         elif kind == "p":
             out += [value, ""]
         elif kind == "list":
-            out += [f"- {v}" for v in value] + [""]
+            out += [f"- {_md_escape(v)}" for v in value] + [""]
         elif kind == "table":
             headers, rows = value
-            esc = lambda c: str(c).replace("|", "\\|")  # noqa: E731
+            esc = lambda c: _md_escape(str(c)).replace("|", "\\|")  # noqa: E731
             out.append("| " + " | ".join(map(esc, headers)) + " |")
             out.append("|" + "|".join("---" for _ in headers) + "|")
             out += ["| " + " | ".join(map(esc, r)) + " |" for r in rows]
@@ -453,7 +459,7 @@ def write_report(
         doc.add("h2", _caption(table))
         doc.add("p", _settings_line(table))
         doc.add("table", comparison_rows(table))
-        notes = _footnotes(table)
+        notes = _footnotes(table) + [f"Note: {n}" for n in table.notes]
         if notes:
             doc.add("list", notes)
         if have_plots:
