@@ -99,7 +99,6 @@ def _study_from_args(args: argparse.Namespace):
     try:
         base = load_config_file(args.config) if args.config else StudyConfig()
         options: dict[str, Any] = dict(parse_option(o) for o in args.model_option)
-        models = args.model or base.models
         overrides = {
             "tasks": args.task,
             "models": args.model,
@@ -120,15 +119,25 @@ def _study_from_args(args: argparse.Namespace):
             "out": args.out,
             "test": args.test,
         }
-        if options:
-            if not models:
-                raise ConfigError("--model-option needs --model (or models in the config file) to say which model")
-            overrides["model_options"] = {m: options for m in models}
         config = base.merged(overrides)
+        if options:
+            # Options apply to the chosen models, or to each task's default model.
+            models = config.models or _default_models(config.tasks)
+            config = config.merged({"model_options": {m: options for m in models}})
         config.validate()
     except ConfigError as err:
         raise UsageError(str(err)) from None
     return config
+
+
+def _default_models(tasks: list[str]) -> list[str]:
+    from ..lab.config import ConfigError
+    from ..lab.models import default_model
+
+    try:
+        return list(dict.fromkeys(default_model(t) for t in tasks))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 class _Progress:

@@ -191,7 +191,7 @@ def _png(fig) -> bytes:
 
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=100)  # constrained layout already fits the figure
     return buf.getvalue()
 
 
@@ -249,8 +249,11 @@ def _curves(table: ComparisonTable, colours) -> Figure | None:
         return None
     axes[0].set_ylabel("training loss")
     axes[1].set_ylabel(f"validation {table.metric}")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in axes:
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[1].legend(fontsize=8, ncols=2)
     fig.suptitle(f"{table.title}: training curves (mean ± std over seeds)")
     return Figure("curves", "Training loss and validation metric per epoch; bands are ± one standard deviation over seeds.", _png(fig))
