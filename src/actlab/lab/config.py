@@ -371,8 +371,9 @@ def _check_training(where: str, settings: Mapping[str, Any]) -> dict[str, Any]:
 class StudyConfig:
     """A study: the grid ``tasks × models × activations × seeds`` and how to train and compare.
 
-    ``models=None`` picks each task's default model. Training settings left as
-    ``None`` come from ``task_settings[task]``, then :data:`DEFAULT_TRAINING`.
+    ``models=None`` picks each task's default model. A task's training settings
+    come from ``task_settings[task]``, then the study's own values, then
+    :data:`DEFAULT_TRAINING` (for those left as ``None``).
     ``workers=None`` uses one process per CPU core (at most one per run);
     ``threads=None`` shares the cores evenly between the workers.
     """
@@ -445,20 +446,19 @@ class StudyConfig:
 
     # -- expansion ---------------------------------------------------------------------
     def training_for(self, task: str) -> dict[str, Any]:
-        """The training settings of ``task``: study value, else per-task value, else the default.
-
-        Values set on the study itself (flags, or top-level keys of a config file)
-        win over ``task_settings`` so that a command-line flag always takes effect.
-        """
+        """The training settings of ``task``: its ``task_settings``, else the study's, else the default."""
         per_task = self.task_settings.get(task, {})
         out = {}
         for k in TRAINING_KEYS:
-            v = getattr(self, k)
-            out[k] = v if v is not None else per_task.get(k, DEFAULT_TRAINING[k])
+            if k in per_task:
+                out[k] = per_task[k]
+            else:
+                v = getattr(self, k)
+                out[k] = v if v is not None else DEFAULT_TRAINING[k]
         return out
 
     def data_dir_for(self, task: str) -> str | None:
-        return self.data_dir if self.data_dir is not None else self.task_settings.get(task, {}).get("data_dir")
+        return self.task_settings.get(task, {}).get("data_dir", self.data_dir)
 
     def run_specs(self, models_for_task: Mapping[str, Sequence[str]] | None = None) -> list[RunSpec]:
         """The grid, ordered task, model, seed, activation (each seed completes a comparison early).
@@ -517,13 +517,23 @@ class StudyConfig:
         return config
 
     def merged(self, overrides: Mapping[str, Any]) -> StudyConfig:
-        """A copy with ``overrides`` applied (``None`` values mean "not given" and are skipped)."""
+        """A copy with ``overrides`` applied (``None`` values mean "not given" and are skipped).
+
+        An overridden training setting (or ``data_dir``) also replaces the
+        per-task values of ``task_settings``: a command-line flag always takes effect.
+        """
         changes = {k: v for k, v in overrides.items() if v is not None}
         if "model_options" in changes:
             merged_options = {m: dict(o) for m, o in self.model_options.items()}
             for model, options in changes["model_options"].items():
                 merged_options.setdefault(model, {}).update(options)
             changes["model_options"] = merged_options
+        overridden = set(changes) & {*TRAINING_KEYS, "data_dir"}
+        if overridden:
+            changes["task_settings"] = {
+                task: {k: v for k, v in settings.items() if k not in overridden}
+                for task, settings in changes.get("task_settings", self.task_settings).items()
+            }
         return dataclasses.replace(self, **changes)
 
 
@@ -542,11 +552,13 @@ def seed_list(value: Any) -> list[int]:
 def load_config_file(path: str | os.PathLike) -> StudyConfig:
     """Read a study from a TOML (``.toml``) or JSON (``.json``) file."""
     path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".json"):
+        raise ConfigError(f"config file {path} must end in .toml or .json")
     try:
         raw = path.read_bytes()
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
-    suffix = path.suffix.lower()
     try:
         if suffix == ".json":
             data = json.loads(raw)
@@ -559,8 +571,6 @@ def load_config_file(path: str | os.PathLike) -> StudyConfig:
                 except ImportError:
                     raise ConfigError("reading TOML on Python 3.10 needs tomli: pip install 'actlab[lab]'") from None
             data = tomllib.loads(raw.decode("utf-8"))
-        else:
-            raise ConfigError(f"config file {path} must end in .toml or .json")
     except (ValueError, UnicodeDecodeError) as err:  # TOMLDecodeError and JSONDecodeError are ValueErrors
         raise ConfigError(f"config file {path} is not valid {suffix[1:].upper()}: {err}") from None
     if not isinstance(data, Mapping):
