@@ -578,6 +578,8 @@ class Snapshot:
     #: site -> (channel mean, channel min, channel max) curves on ``x`` (empty when curves are off)
     curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(repr=False, default_factory=dict)
     x: np.ndarray | None = field(repr=False, default=None)
+    #: site -> registry name (or class name) of its module
+    kinds: dict[str, str] = field(repr=False, default_factory=dict)
 
 
 class ParameterRecorder:
@@ -632,14 +634,16 @@ class ParameterRecorder:
         """Take a snapshot now (at the current step count), replacing one already taken at this step."""
         parameters: dict[str, dict[str, np.ndarray]] = {}
         curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        kinds: dict[str, str] = {}
         x = None
         for name, module in activation_sites(self.model):
             parameters[name] = site_parameters(module)
+            kinds[name] = registry_name_of(module) or type(module).__name__
             if self.curves:
                 report = report_site(name, module, self.x_range, self.points)
                 curves[name] = (report.mean, report.min, report.max)
                 x = report.x
-        snap = Snapshot(self.steps_taken, parameters, curves, x)
+        snap = Snapshot(self.steps_taken, parameters, curves, x, kinds)
         if self.snapshots and self.snapshots[-1].step == snap.step:
             self.snapshots[-1] = snap
         else:
