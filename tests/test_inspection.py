@@ -100,7 +100,9 @@ def test_inspect_per_channel_rows_follow_channel_dim(channel_dim):
     assert len(set(alphas.round(6))) == 3  # the channels really differ
     for c in range(3):
         np.testing.assert_allclose(r.y[c], srs_closed_form(r.x, alphas[c], betas[c]), rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(r.dy[c], srs_closed_form_derivative(r.x, alphas[c], betas[c]), rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(
+            r.dy[c], srs_closed_form_derivative(r.x, alphas[c], betas[c]), rtol=1e-10, atol=1e-13
+        )
     np.testing.assert_allclose(r.mean, r.y.mean(axis=0))
     np.testing.assert_array_equal(r.min, r.y.min(axis=0))
     np.testing.assert_array_equal(r.max, r.y.max(axis=0))
@@ -108,7 +110,11 @@ def test_inspect_per_channel_rows_follow_channel_dim(channel_dim):
 
 
 def test_inspect_equals_module_forward_on_grid_in_module_dtype():
-    for m in (actlab.Swish(beta=1.7, dtype=torch.bfloat16), nn.PReLU(4), actlab.Sqish(num_parameters=2, channel_dim=-1)):
+    for m in (
+        actlab.Swish(beta=1.7, dtype=torch.bfloat16),
+        nn.PReLU(4),
+        actlab.Sqish(num_parameters=2, channel_dim=-1),
+    ):
         (r,) = actlab.inspect(m, x_range=(-3, 2), points=33)
         dtype = next(m.parameters()).dtype
         x = torch.linspace(-3, 2, 33, dtype=torch.float64).to(dtype)

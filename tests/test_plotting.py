@@ -114,7 +114,11 @@ def test_plot_sites_with_histograms(tmp_path):
     assert heights.max() == pytest.approx(rec.histograms["1"].density().max())
     texts = [t.get_text() for ax in axes for t in ax.texts]
     assert any("outside plot" in t for t in texts)  # inputs * 3 exceed (-5, 5)
-    assert [t.get_text() for t in axes[0].get_legend().get_texts()] == ["mean of 6 channels", "channel min–max", "f′(x)"]
+    assert [t.get_text() for t in axes[0].get_legend().get_texts()] == [
+        "mean of 6 channels",
+        "channel min–max",
+        "f′(x)",
+    ]
 
 
 def test_plot_sites_errors():

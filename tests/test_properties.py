@@ -14,8 +14,13 @@ from actlab import Properties
 def _normal_moments(f):
     """E f(Z) and Var f(Z) for Z ~ N(0, 1), by adaptive quadrature (scipy), split at 0."""
     phi = lambda x: math.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)  # noqa: E731
-    e1 = sum(integrate.quad(lambda x: f(x) * phi(x), a, b, epsabs=1e-13, epsrel=1e-12)[0] for a, b in ((-30, 0), (0, 30)))
-    e2 = sum(integrate.quad(lambda x: f(x) ** 2 * phi(x), a, b, epsabs=1e-13, epsrel=1e-12)[0] for a, b in ((-30, 0), (0, 30)))
+    e1 = sum(
+        integrate.quad(lambda x: f(x) * phi(x), a, b, epsabs=1e-13, epsrel=1e-12)[0] for a, b in ((-30, 0), (0, 30))
+    )
+    e2 = sum(
+        integrate.quad(lambda x: f(x) ** 2 * phi(x), a, b, epsabs=1e-13, epsrel=1e-12)[0]
+        for a, b in ((-30, 0), (0, 30))
+    )
     return e1, e2 - e1 * e1
 
 
@@ -118,7 +123,7 @@ def test_limits_per_side():
         (lambda x: x + 0.5 * torch.sin(x), True),
         (lambda x: x + 2 * torch.sin(x), False),
         (lambda x: -torch.tanh(x), True),  # non-increasing counts
-        (lambda x: torch.tanh(x) - 1e-3 * torch.exp(-(x - 30) ** 2), False),  # a dip far from 0
+        (lambda x: torch.tanh(x) - 1e-3 * torch.exp(-((x - 30) ** 2)), False),  # a dip far from 0
     ],
 )
 def test_monotonic_rule(fn, monotonic):
@@ -149,7 +154,14 @@ def test_zero_crossings_are_refined():
     assert p.zero_crossings == pytest.approx((-root, 0.0, root), abs=1e-12)
 
 
-@pytest.mark.parametrize("fn,mean,var", [(lambda x: x, 0.0, 1.0), (lambda x: x * x, 1.0, 2.0), (lambda x: x.abs(), math.sqrt(2 / math.pi), 1 - 2 / math.pi)])
+@pytest.mark.parametrize(
+    "fn,mean,var",
+    [
+        (lambda x: x, 0.0, 1.0),
+        (lambda x: x * x, 1.0, 2.0),
+        (lambda x: x.abs(), math.sqrt(2 / math.pi), 1 - 2 / math.pi),
+    ],
+)
 def test_normal_moments_closed_forms(fn, mean, var):
     p = actlab.properties(fn)
     assert p.mean == pytest.approx(mean, abs=1e-10) and p.var == pytest.approx(var, abs=1e-9)

@@ -22,9 +22,8 @@ a notebook can use the numbers without matplotlib.
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .registry import ActivationSpec, create
+from .registry import ActivationSpec, create, list_activations
 from .registry import info as registry_info
-from .registry import list_activations
 from .sites import activation_sites
 
 __all__ = [
@@ -73,13 +71,21 @@ def _device_and_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
     return first.device, first.dtype
 
 
+def _count(module: nn.Module, attribute: str) -> int:
+    value = getattr(module, attribute, 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
+
+
 def _channel_layout(module: nn.Module) -> tuple[int, int]:
-    """(channels, channel_dim) from the PReLU-style ``num_parameters``/``channel_dim`` attributes."""
-    channels = getattr(module, "num_parameters", 1)
+    """(channels, channel_dim) from the PReLU-style attributes.
+
+    ``num_parameters`` counts per-channel parameter sets; ``num_features``
+    (SLAF) counts per-channel statistics, which make channels differ even with
+    shared coefficients. The module's curves are as many as the larger.
+    """
+    channels = max(_count(module, "num_parameters"), _count(module, "num_features"))
     channel_dim = getattr(module, "channel_dim", 1)
-    if not isinstance(channels, int) or channels < 1:
-        channels = 1
-    if not isinstance(channel_dim, int):
+    if isinstance(channel_dim, bool) or not isinstance(channel_dim, int):
         channel_dim = 1
     return channels, channel_dim
 
@@ -124,9 +130,7 @@ def _side_effect_free(module: nn.Module) -> Iterator[None]:
             m.training = mode
 
 
-def evaluate(
-    module: nn.Module, x: Tensor, derivative: bool = False
-) -> tuple[np.ndarray, np.ndarray | None]:
+def evaluate(module: nn.Module, x: Tensor, derivative: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """The module's curve (and dy/dx by autograd) on the 1-D grid ``x``, per channel.
 
     ``x`` must already be on the module's device and in its dtype. The module is
@@ -162,10 +166,19 @@ def _checked_output(module: nn.Module, inp: Tensor, out: Any) -> Tensor:
     return out
 
 
-def _grid(x_range: tuple[float, float], points: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    lo, hi = (float(v) for v in x_range)
+def _interval(name: str, value: Any) -> tuple[float, float]:
+    """``(low, high)`` as floats, checked: two finite numbers with low < high."""
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be two numbers (low, high), got {value!r}") from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ValueError(f"x_range must be two finite numbers (low, high) with low < high, got {x_range!r}")
+        raise ValueError(f"{name} must be two finite numbers (low, high) with low < high, got {value!r}")
+    return lo, hi
+
+
+def _grid(x_range: tuple[float, float], points: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    lo, hi = _interval("x_range", x_range)
     if isinstance(points, bool) or not isinstance(points, int) or points < 2:
         raise ValueError(f"points must be an integer >= 2, got {points!r}")
     return torch.linspace(lo, hi, points, dtype=torch.float64).to(device=device, dtype=dtype)
@@ -265,7 +278,11 @@ class SiteReport:
 
 
 def report_site(
-    name: str, module: nn.Module, x_range: tuple[float, float] = (-5.0, 5.0), points: int = 201, derivative: bool = False
+    name: str,
+    module: nn.Module,
+    x_range: tuple[float, float] = (-5.0, 5.0),
+    points: int = 201,
+    derivative: bool = False,
 ) -> SiteReport:
     """The :class:`SiteReport` of one activation module (see :func:`inspect`)."""
     device, dtype = _device_and_dtype(module)
@@ -472,14 +489,11 @@ class InputRecorder:
     A module called several times per forward pass accumulates all its calls.
     """
 
-    def __init__(self, model: nn.Module, bins: int = 200, range: tuple[float, float] | None = None):  # noqa: A002
+    def __init__(self, model: nn.Module, bins: int = 200, range: tuple[float, float] | None = None):
         if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
             raise ValueError(f"bins must be a positive integer, got {bins!r}")
         if range is not None:
-            lo, hi = (float(v) for v in range)
-            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-                raise ValueError(f"range must be (low, high) with finite low < high, or None for automatic; got {range!r}")
-            range = (lo, hi)  # noqa: A001
+            range = _interval("range", range)
         self.model = model
         self.bins = bins
         self.range = range
@@ -535,7 +549,7 @@ class InputRecorder:
         return out
 
 
-def record_inputs(model: nn.Module, bins: int = 200, range: tuple[float, float] | None = None) -> InputRecorder:  # noqa: A002
+def record_inputs(model: nn.Module, bins: int = 200, range: tuple[float, float] | None = None) -> InputRecorder:
     """Histogram the inputs each activation site of ``model`` sees, while the block runs.
 
     Streaming: fixed bins and running statistics are updated on the device at
@@ -670,7 +684,9 @@ class ParameterRecorder:
 
     def history(self, site: str, parameter: str) -> tuple[np.ndarray, np.ndarray]:
         """``(steps, values)``: the recorded values of one parameter, stacked along axis 0."""
-        rows = [(s.step, s.parameters[site][parameter]) for s in self.snapshots if parameter in s.parameters.get(site, {})]
+        rows = [
+            (s.step, s.parameters[site][parameter]) for s in self.snapshots if parameter in s.parameters.get(site, {})
+        ]
         if not rows:
             known = {p for s in self.snapshots for p in s.parameters.get(site, {})}
             if site not in self.sites:
@@ -804,7 +820,10 @@ def _decade_supremum_bounded(r: np.ndarray, values: np.ndarray, far_exponent: in
     if not np.all(np.isfinite(values)):
         return not np.any(values == np.inf)
     running = np.maximum.accumulate(values)
-    at = [running[np.searchsorted(r, 10.0**k, side="right") - 1] for k in (far_exponent - 2, far_exponent - 1, far_exponent)]
+    at = [
+        running[np.searchsorted(r, 10.0**k, side="right") - 1]
+        for k in (far_exponent - 2, far_exponent - 1, far_exponent)
+    ]
     previous, last = at[1] - at[0], at[2] - at[1]
     return bool(last <= _RTOL * max(1.0, abs(at[2])) or last <= _GROWTH_RATIO * previous)
 
@@ -817,7 +836,9 @@ def _simpson_weights(n: int, h: float) -> np.ndarray:
     return w * h / 3.0
 
 
-def _refine(curve: _Curve, lo: float, hi: float, sign: float, rounds: int = 3, points: int = 1001) -> tuple[float, float]:
+def _refine(
+    curve: _Curve, lo: float, hi: float, sign: float, rounds: int = 3, points: int = 1001
+) -> tuple[float, float]:
     """Locate the minimum of ``sign·f`` in [lo, hi] by successively finer grids.
 
     Used where f' has no sign change to bisect (a kink); the value is exact,
@@ -953,8 +974,14 @@ def properties(
     # Boundedness, side by side (each side ordered by distance from 0).
     r_pos, y_pos = x[center:], y[center:]
     r_neg, y_neg = -x[center::-1], y[center::-1]
-    above = {s: _decade_supremum_bounded(r, v, far_exponent) for s, (r, v) in {"-": (r_neg, y_neg), "+": (r_pos, y_pos)}.items()}
-    below = {s: _decade_supremum_bounded(r, -v, far_exponent) for s, (r, v) in {"-": (r_neg, y_neg), "+": (r_pos, y_pos)}.items()}
+    above = {
+        s: _decade_supremum_bounded(r, v, far_exponent)
+        for s, (r, v) in {"-": (r_neg, y_neg), "+": (r_pos, y_pos)}.items()
+    }
+    below = {
+        s: _decade_supremum_bounded(r, -v, far_exponent)
+        for s, (r, v) in {"-": (r_neg, y_neg), "+": (r_pos, y_pos)}.items()
+    }
     bounded_above, bounded_below = all(above.values()), all(below.values())
 
     diffs = np.diff(y)

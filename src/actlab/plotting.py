@@ -154,9 +154,12 @@ def plot(
         name = label or _label(item, module, report)
         color = colors[i % len(colors)]
         if same_axes:
-            # One panel: the function solid, its derivative dashed, in the same colour.
+            # One panel: the function solid, its derivative dashed; in the same colour when
+            # several activations share the panel, in a second colour for a single one (so
+            # that stretches where f = f', like ReLU's x < 0, stay visible).
             _draw_curve(axes[0], report.x, report.y, color, "f(x)" if single else name)
-            _draw_curve(axes[0], report.x, report.dy, color, "f′(x)" if single else f"{name}, f′", linestyle="--")
+            d_color = colors[1 % len(colors)] if single else color
+            _draw_curve(axes[0], report.x, report.dy, d_color, "f′(x)" if single else f"{name}, f′", linestyle="--")
         else:
             _draw_curve(axes[0], report.x, report.y, color, name)
             if derivative:
@@ -211,8 +214,13 @@ def _overlay_histogram(ax: Any, hist: InputHistogram, x_range: tuple[float, floa
     outside = hist.underflow + hist.overflow + int(hist.counts[(hist.centers < lo) | (hist.centers > hi)].sum())
     if total and outside / total >= 0.005:
         ax.text(
-            0.02, 0.96, f"{100 * outside / total:.1f}% of inputs outside plot", transform=ax.transAxes,
-            fontsize=FONT_SIZES["ticks"] - 1, va="top", color="0.35",
+            0.02,
+            0.96,
+            f"{100 * outside / total:.1f}% of inputs outside plot",
+            transform=ax.transAxes,
+            fontsize=FONT_SIZES["ticks"] - 1,
+            va="top",
+            color="0.35",
         )
 
 
@@ -270,7 +278,9 @@ def plot_sites(
         _style_axes(ax, "input x" if last_row else None, "output" if i % ncols == 0 else None)
         ax.set_title(report.label, fontsize=FONT_SIZES["title"] - 1)
         if histograms is not None and report.name in histograms:
-            _overlay_histogram(ax, histograms[report.name], x_range, right_label=(i % ncols == ncols - 1) or i == len(reports) - 1)
+            _overlay_histogram(
+                ax, histograms[report.name], x_range, right_label=(i % ncols == ncols - 1) or i == len(reports) - 1
+            )
         if i == 0 and (channels > 1 or derivative):
             ax.legend(fontsize=FONT_SIZES["legend"] - 1, frameon=False, loc="best")
     if title:
@@ -404,7 +414,11 @@ def animate_evolution(
             lines[name].set_data(snap.x, mean)
             if bands[name] is not None:
                 bands[name].remove()
-            bands[name] = ax.fill_between(snap.x, low, high, color="C0", alpha=_BAND_ALPHA, linewidth=0) if np.any(low != high) else None
+            bands[name] = (
+                ax.fill_between(snap.x, low, high, color="C0", alpha=_BAND_ALPHA, linewidth=0)
+                if np.any(low != high)
+                else None
+            )
         heading.set_text(f"training step {snap.step}")
         return list(lines.values())
 

@@ -11,8 +11,12 @@ __all__ = ["configure", "run"]
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("names", nargs="+", metavar="NAME", help="registry names or aliases (see `actlab list`)")
-    parser.add_argument("--out", "-o", required=True, help="output file; the format follows the extension (.png, .svg, .pdf)")
-    parser.add_argument("--range", nargs=2, type=float, default=(-5.0, 5.0), metavar=("LOW", "HIGH"), help="x range (default: -5 5)")
+    parser.add_argument(
+        "--out", "-o", required=True, help="output file; the format follows the extension (.png, .svg, .pdf)"
+    )
+    parser.add_argument(
+        "--range", nargs=2, type=float, default=(-5.0, 5.0), metavar=("LOW", "HIGH"), help="x range (default: -5 5)"
+    )
     parser.add_argument("--no-derivative", action="store_true", help="draw the functions only")
     parser.add_argument("--points", type=int, default=401, help="grid points (default: 401)")
     parser.add_argument("--title", help="figure title")
