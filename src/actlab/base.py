@@ -54,9 +54,13 @@ class Real:
 
 @dataclass(frozen=True)
 class Positive:
-    """``value = softplus(raw) + floor``: strictly above ``floor`` after any update."""
+    """``value = softplus(raw) + floor``: strictly above ``floor`` after any update.
 
-    floor: float = 0.0
+    The floor must be positive for "strictly positive" to survive floating point:
+    softplus underflows to exactly 0 for raw < -104 in float32.
+    """
+
+    floor: float = 1e-6
     reparameterised: ClassVar[bool] = True
 
     @property

@@ -235,6 +235,11 @@ class PAU(ParametricActivation):
             preset_num, preset_den = _preset(init, degrees)
             numerator = preset_num if numerator is None else numerator
             denominator = preset_den if denominator is None else denominator
+        if len(numerator) != m + 1 or len(denominator) != n:
+            raise ValueError(
+                f"PAU: degrees {degrees} need {m + 1} numerator and {n} denominator coefficients, "
+                f"got {len(numerator)} and {len(denominator)}"
+            )
         self.degrees = degrees
         self.init = init
         self.op = pau_op(m, n)
