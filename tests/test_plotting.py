@@ -1,7 +1,6 @@
 """Figures (headless, Agg), the plot/properties CLI commands and the gallery."""
 
 import importlib.util
-import os
 import pathlib
 import subprocess
 import sys
@@ -19,6 +18,8 @@ from torch import nn  # noqa: E402
 import actlab  # noqa: E402
 from actlab import plotting  # noqa: E402
 from actlab.cli import main  # noqa: E402
+
+from .cli_helpers import cli_env  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".svg": b"<?xml", ".pdf": b"%PDF", ".gif": b"GIF89a"}
@@ -145,7 +146,7 @@ def test_evolution_figure_and_gif(tmp_path):
     assert [ax.get_title() for ax in axes] == ["1 (srs)", "3 (relu)"]
     assert len(axes[0].get_lines()) == 4 + 2  # one curve per snapshot (steps 0, 2, 4, 6) + zero lines
     assert fig.axes[-1].get_ylabel() == "training step"
-    assert plotting.animate_evolution(rec, gif, sites=["1"]) == str(gif)
+    assert plotting.animate_evolution(rec, gif, sites=["1"], dpi=40) == str(gif)
     _assert_file(gif, ".gif")
     from PIL import Image
 
@@ -223,7 +224,8 @@ def test_import_is_matplotlib_free_and_cli_runs_as_a_subprocess(tmp_path):
         f"sys.argv = ['actlab', 'plot', 'relu', '--out', {str(out)!r}]\n"
         "runpy.run_module('actlab', run_name='__main__')\n"
     )
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(actlab.__file__)))
+    env = cli_env()
+    env.pop("MPLBACKEND")  # the command must select Agg itself
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     _assert_file(out, ".svg")
