@@ -125,6 +125,18 @@ def test_inspect_equals_module_forward_on_grid_in_module_dtype():
         np.testing.assert_array_equal(r.y, expected.double().numpy())
 
 
+@pytest.mark.parametrize("derivative", [False, True])
+def test_inspect_handles_in_place_activations(derivative):
+    model = nn.Sequential(nn.ReLU(inplace=True), nn.LeakyReLU(0.1, inplace=True))
+    relu, leaky = actlab.inspect(model, x_range=(-2, 2), points=9, derivative=derivative)
+    x = np.linspace(-2, 2, 9)
+    np.testing.assert_allclose(relu.x, x, atol=1e-7)  # the grid itself is not overwritten
+    np.testing.assert_allclose(relu.y[0], np.maximum(x, 0), atol=1e-7)
+    np.testing.assert_allclose(leaky.y[0], np.where(x > 0, x, 0.1 * x), atol=1e-7)
+    if derivative:
+        np.testing.assert_allclose(leaky.dy[0], np.where(x > 0, 1.0, 0.1), atol=1e-7)
+
+
 def test_inspect_has_no_side_effects():
     act = RunningMeanActivation()
     model = nn.Sequential(nn.Linear(2, 2), act, actlab.SRS(), nn.Dropout(0.5))

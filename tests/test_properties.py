@@ -147,6 +147,12 @@ def test_c1_rule(fn, c1):
     assert actlab.properties(fn).smooth_c1 is c1
 
 
+def test_minimum_at_a_kink_is_located():
+    p = actlab.properties(lambda x: torch.tanh((x - 0.3137).abs()))
+    assert p.minimum == (pytest.approx(0.3137, abs=1e-9), pytest.approx(0.0, abs=1e-9))
+    assert p.maximum == (-math.inf, 1.0) and not p.smooth_c1 and not p.monotonic
+
+
 def test_zero_crossings_are_refined():
     p = actlab.properties(lambda x: x**3 - 2.0001 * x)
     root = math.sqrt(2.0001)

@@ -97,7 +97,7 @@ def _grid_input(x: Tensor, channels: int, channel_dim: int) -> tuple[Tensor, int
     channel the input is the 1-D grid itself.
     """
     if channels == 1:
-        return x, 0, -1
+        return x.clone(), 0, -1  # a copy: in-place activations (ReLU(inplace=True)) write into it
     ndim = max(2, channel_dim + 1 if channel_dim >= 0 else -channel_dim)
     cdim = channel_dim % ndim
     pdim = 0 if cdim != 0 else 1
@@ -149,10 +149,12 @@ def evaluate(module: nn.Module, x: Tensor, derivative: bool = False) -> tuple[np
         if not derivative:
             return _to_rows(_checked_output(module, inp, module.forward(inp)), pdim, cdim), None
         with torch.enable_grad():
-            inp = inp.detach().requires_grad_(True)
+            leaf = inp.detach().requires_grad_(True)
+            # A non-leaf copy goes in, so that in-place activations are allowed to overwrite it.
+            inp = leaf.clone()
             out = _checked_output(module, inp, module.forward(inp))
             # Elementwise: the gradient of the sum is the derivative at each point.
-            (grad,) = torch.autograd.grad(out, inp, torch.ones_like(out))
+            (grad,) = torch.autograd.grad(out, leaf, torch.ones_like(out))
         return _to_rows(out, pdim, cdim), _to_rows(grad, pdim, cdim)
 
 
@@ -841,8 +843,8 @@ def _refine(
 ) -> tuple[float, float]:
     """Locate the minimum of ``sign·f`` in [lo, hi] by successively finer grids.
 
-    Used where f' has no sign change to bisect (a kink); the value is exact,
-    the location good to about sqrt(machine epsilon) at a smooth minimum.
+    Used where f' has no sign change to bisect (a minimum at a kink), where
+    it converges to the kink; the final spacing is (hi - lo)·1e-9.
     """
     for _ in range(rounds):
         xs = np.linspace(lo, hi, points)
@@ -892,7 +894,7 @@ def _extreme(curve: _Curve, x: np.ndarray, y: np.ndarray, dy: np.ndarray, sign: 
         return math.inf, float(y[-1])
     lo, hi = x[i - 1], x[i + 1]
     if dy[i - 1] * sign < 0 < dy[i + 1] * sign:
-        at = _bisect(lambda v: curve.derivative_at(v), lo, hi)
+        at = _bisect(curve.derivative_at, lo, hi)
         return at, float(curve(np.array([at]))[0][0])
     return _refine(curve, lo, hi, sign)
 
