@@ -46,6 +46,13 @@ class RunningMeanActivation(Activation):
         return torch.tanh(x - self.running_mean)
 
 
+class MaxScaledActivation(Activation):
+    """Like SLAF's Fourier routine: the input is divided by its own max |x|, so it is not elementwise."""
+
+    def forward(self, x):
+        return torch.sin(x / (2 * x.abs().amax() + 1))
+
+
 class ReducingActivation(Activation):
     def forward(self, x):
         return x.sum(dim=0)
@@ -155,6 +162,20 @@ def test_inspect_has_no_side_effects():
     assert all(p.grad is None for p in model.parameters())
     # The eval-mode curve uses the (unchanged) running statistic.
     np.testing.assert_allclose(reports[0].y[0], np.tanh(reports[0].x), rtol=1e-6, atol=1e-7)
+
+
+def test_inspect_flags_modules_that_are_not_elementwise():
+    model = nn.Sequential(MaxScaledActivation(), nn.Tanh())
+    with pytest.warns(UserWarning, match="'0' .*is not elementwise"):
+        scaled, tanh = actlab.inspect(model)
+    assert (scaled.elementwise, tanh.elementwise) == (False, True)
+    with pytest.raises(ValueError, match="not elementwise"):
+        actlab.properties(MaxScaledActivation())
+    declared = actlab.Serf()
+    declared.elementwise = False  # a module can say so where the grid cannot reveal it
+    with pytest.warns(UserWarning, match="not elementwise"):
+        (report,) = actlab.inspect(declared)
+    assert not report.elementwise
 
 
 def test_inspect_restores_mode_after_an_error():

@@ -261,3 +261,14 @@ def test_gallery_is_up_to_date_with_the_registry():
     page = (REPO / "docs" / "gallery.md").read_text(encoding="utf-8")
     stale = sorted(names ^ images) + sorted(n for n in names if f"## {n}\n" not in page)
     assert not stale, f"docs/gallery is out of date for {stale}; run: PYTHONPATH=src python scripts/make_gallery.py"
+
+
+def test_plot_sites_marks_sites_that_are_not_elementwise():
+    class MaxScaled(actlab.Activation):
+        def forward(self, x):
+            return x / (x.abs().amax() + 1)
+
+    with pytest.warns(UserWarning, match="not elementwise"):
+        reports = actlab.inspect(nn.Sequential(MaxScaled()))
+    fig, axes = plotting.plot_sites(reports)
+    assert any("not elementwise" in t.get_text() for t in axes[0].texts)

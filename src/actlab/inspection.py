@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ __all__ = [
     "SiteReport",
     "inspect",
     "evaluate",
+    "is_elementwise_on",
     "report_site",
     "site_parameters",
     "registry_name_of",
@@ -168,6 +170,32 @@ def _checked_output(module: nn.Module, inp: Tensor, out: Any) -> Tensor:
     return out
 
 
+def is_elementwise_on(module: nn.Module, x: Tensor, y: np.ndarray, row: int | None = None) -> bool:
+    """Does the module's output at a point depend on that point only?
+
+    Re-evaluates the middle third of the grid ``x`` (whose curves ``y``, shape
+    ``(channels, points)``, or the one of channel ``row``, shape ``(points,)``,
+    are known) on its own: an elementwise function gives the same values, a
+    module that normalises over the batch or the sample (by its max, its mean)
+    does not, and its "curve" is then an artefact of the grid. A module can
+    also declare ``elementwise = False``: needed where the grid's own layout
+    hides the dependence (a per-sample normalisation over features sees one
+    grid value per sample).
+    """
+    if getattr(module, "elementwise", True) is False:
+        return False  # declared by the module (e.g. normalised by the max over each sample's features)
+    n = x.numel()
+    if n < 6:
+        return True
+    middle = slice(n // 3, 2 * n // 3)
+    again, _ = evaluate(module, x[middle])
+    if row is not None:
+        again = again[row]
+    expected = y[..., middle]
+    tol = 64 * torch.finfo(x.dtype).eps * max(1.0, float(np.abs(expected).max(initial=0.0)))
+    return bool(np.allclose(again, expected, rtol=0.0, atol=tol, equal_nan=True))
+
+
 def _interval(name: str, value: Any) -> tuple[float, float]:
     """``(low, high)`` as floats, checked: two finite numbers with low < high."""
     try:
@@ -242,6 +270,9 @@ class SiteReport:
         x: the grid, shape ``(points,)``, as represented in the module's dtype.
         y: the curve, shape ``(channels, points)``; channels = 1 when shared.
         dy: dy/dx (autograd), same shape as ``y``, or ``None``.
+        elementwise: ``False`` when the module's output at a point was found to
+            depend on the other inputs (normalisation over the batch or the
+            sample); its curve then holds for this grid only.
     """
 
     name: str
@@ -251,6 +282,7 @@ class SiteReport:
     x: np.ndarray = field(repr=False)
     y: np.ndarray = field(repr=False)
     dy: np.ndarray | None = field(default=None, repr=False)
+    elementwise: bool = True
 
     @property
     def channels(self) -> int:
@@ -290,6 +322,14 @@ def report_site(
     device, dtype = _device_and_dtype(module)
     x = _grid(x_range, points, device, dtype)
     y, dy = evaluate(module, x, derivative)
+    elementwise = is_elementwise_on(module, x, y)
+    if not elementwise:
+        warnings.warn(
+            f"activation site {name or '(model)'!r} ({type(module).__name__}) is not elementwise: its output at a "
+            "point depends on the other inputs (normalisation over the batch or the sample), so its curve holds "
+            "for this grid only",
+            stacklevel=3,
+        )
     return SiteReport(
         name=name,
         type=type(module).__name__,
@@ -298,6 +338,7 @@ def report_site(
         x=x.to(torch.float64).cpu().numpy(),
         y=y,
         dy=dy,
+        elementwise=elementwise,
     )
 
 
@@ -972,6 +1013,11 @@ def properties(
     x = np.concatenate([-tail[::-1], dense, tail])
     y, dy = curve(x, derivative=True)
     center = n + len(tail)
+    if not is_elementwise_on(module, torch.from_numpy(dense), y[center - n : center + n + 1], row=curve.row):
+        raise ValueError(
+            f"{type(module).__name__} is not elementwise: its output at a point depends on the other inputs "
+            "(normalisation over the batch or the sample), so it has no fixed curve whose properties could be measured"
+        )
 
     # Boundedness, side by side (each side ordered by distance from 0).
     r_pos, y_pos = x[center:], y[center:]

@@ -277,6 +277,16 @@ def plot_sites(
         last_row = i >= len(reports) - ncols
         _style_axes(ax, "input x" if last_row else None, "output" if i % ncols == 0 else None)
         ax.set_title(report.label, fontsize=FONT_SIZES["title"] - 1)
+        if not report.elementwise:
+            ax.text(
+                0.98,
+                0.04,
+                "not elementwise: this curve holds for this grid only",
+                transform=ax.transAxes,
+                fontsize=FONT_SIZES["ticks"] - 1,
+                ha="right",
+                color="C3",
+            )
         if histograms is not None and report.name in histograms:
             _overlay_histogram(
                 ax, histograms[report.name], x_range, right_label=(i % ncols == ncols - 1) or i == len(reports) - 1
