@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .registry import ActivationSpec, create, list_activations
+from .registry import ActivationSpec, create, name_of
 from .registry import info as registry_info
 from .sites import activation_sites
 
@@ -43,7 +43,6 @@ __all__ = [
     "is_elementwise_on",
     "report_site",
     "site_parameters",
-    "registry_name_of",
     "InputHistogram",
     "InputRecorder",
     "record_inputs",
@@ -219,15 +218,6 @@ def _grid(x_range: tuple[float, float], points: int, device: torch.device, dtype
 # ---------------------------------------------------------------------------------------
 
 
-def registry_name_of(module: nn.Module) -> str | None:
-    """The registry name whose class is exactly ``type(module)`` (``None`` if unregistered)."""
-    cls = type(module)
-    for name in list_activations():
-        if registry_info(name).cls is cls:
-            return name
-    return None
-
-
 def _numeric_constants(module: nn.Module) -> dict[str, np.ndarray]:
     """Numeric constructor constants of torch.nn activations (``negative_slope``, ``alpha``, ...)."""
     out = {}
@@ -333,7 +323,7 @@ def report_site(
     return SiteReport(
         name=name,
         type=type(module).__name__,
-        registry_name=registry_name_of(module),
+        registry_name=name_of(module),
         parameters=site_parameters(module),
         x=x.to(torch.float64).cpu().numpy(),
         y=y,
@@ -695,7 +685,7 @@ class ParameterRecorder:
         x = None
         for name, module in activation_sites(self.model):
             parameters[name] = site_parameters(module)
-            kinds[name] = registry_name_of(module) or type(module).__name__
+            kinds[name] = name_of(module) or type(module).__name__
             if self.curves:
                 report = report_site(name, module, self.x_range, self.points)
                 curves[name] = (report.mean, report.min, report.max)
@@ -1044,7 +1034,7 @@ def properties(
 
     return Properties(
         name=spec if isinstance(spec, str) else type(module).__name__,
-        registry_name=registry_name_of(module) if not isinstance(spec, str) else registry_info(spec).name,
+        registry_name=name_of(module) if not isinstance(spec, str) else registry_info(spec).name,
         bounded_below=bounded_below,
         bounded_above=bounded_above,
         monotonic=monotonic,

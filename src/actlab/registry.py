@@ -30,6 +30,7 @@ __all__ = [
     "list_activations",
     "info",
     "canonical_name",
+    "name_of",
     "FunctionalActivation",
 ]
 
@@ -196,6 +197,17 @@ def info(name: str) -> ActivationInfo:
 def get_class(name: str) -> type:
     """The module class registered under ``name``."""
     return info(name).cls
+
+
+def name_of(module: nn.Module) -> str | None:
+    """The registry name whose class is exactly ``type(module)``, or ``None`` if unregistered.
+
+    Matching is by exact class: ``nn.GELU(approximate="tanh")`` reports as ``gelu``
+    (its class), while :class:`~actlab.activations.baselines.GELUTanh` reports as
+    ``gelu_tanh``.
+    """
+    cls = type(module)
+    return next((name for name, entry in _REGISTRY.items() if entry.cls is cls), None)
 
 
 def list_activations(trainable: bool | None = None) -> list[str]:
