@@ -57,7 +57,14 @@ class ParameterInfo:
 
 @dataclass(frozen=True)
 class ActivationInfo:
-    """Everything the registry knows about one activation."""
+    """Everything the registry knows about one activation.
+
+    The shape properties (``bounded_below``, ``bounded_above``, ``smooth`` meaning
+    continuously differentiable, ``monotonic``) describe the function **at its
+    default parameters**; trained parameters can change them (Swish with beta < 0
+    is bounded above instead of below, SAU with alpha < 0 is not monotonic).
+    :func:`actlab.properties` measures them for any parameter values.
+    """
 
     name: str
     family: str
