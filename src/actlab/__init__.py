@@ -30,6 +30,7 @@ from .activations import (
     Zorro,
 )
 from .backend import get_backend, set_backend
+from .base import Activation, ParametricActivation
 from .inspection import (
     InputHistogram,
     ParameterRecorder,
@@ -39,7 +40,7 @@ from .inspection import (
     properties,
     record_inputs,
 )
-from .base import Activation, ParametricActivation
+from .plotting import animate_evolution, plot, plot_evolution, plot_sites
 from .registry import ActivationInfo, ParameterInfo, create, info, list_activations, register
 from .sites import activation_parameters, activation_sites, is_activation
 
@@ -66,6 +67,10 @@ __all__ = [
     "ParameterRecorder",
     "properties",
     "Properties",
+    "plot",
+    "plot_sites",
+    "plot_evolution",
+    "animate_evolution",
     "SRS",
     "Serf",
     "Zorro",

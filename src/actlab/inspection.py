@@ -22,9 +22,9 @@ a notebook can use the numbers without matplotlib.
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
-from collections.abc import Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,18 +32,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .registry import ActivationSpec, create
+from .registry import ActivationSpec, create, name_of
 from .registry import info as registry_info
-from .registry import list_activations
 from .sites import activation_sites
 
 __all__ = [
     "SiteReport",
     "inspect",
     "evaluate",
+    "is_elementwise_on",
     "report_site",
     "site_parameters",
-    "registry_name_of",
     "InputHistogram",
     "InputRecorder",
     "record_inputs",
@@ -73,13 +72,21 @@ def _device_and_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
     return first.device, first.dtype
 
 
+def _count(module: nn.Module, attribute: str) -> int:
+    value = getattr(module, attribute, 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
+
+
 def _channel_layout(module: nn.Module) -> tuple[int, int]:
-    """(channels, channel_dim) from the PReLU-style ``num_parameters``/``channel_dim`` attributes."""
-    channels = getattr(module, "num_parameters", 1)
+    """(channels, channel_dim) from the PReLU-style attributes.
+
+    ``num_parameters`` counts per-channel parameter sets; ``num_features``
+    (SLAF) counts per-channel statistics, which make channels differ even with
+    shared coefficients. The module's curves are as many as the larger.
+    """
+    channels = max(_count(module, "num_parameters"), _count(module, "num_features"))
     channel_dim = getattr(module, "channel_dim", 1)
-    if not isinstance(channels, int) or channels < 1:
-        channels = 1
-    if not isinstance(channel_dim, int):
+    if isinstance(channel_dim, bool) or not isinstance(channel_dim, int):
         channel_dim = 1
     return channels, channel_dim
 
@@ -91,7 +98,7 @@ def _grid_input(x: Tensor, channels: int, channel_dim: int) -> tuple[Tensor, int
     channel the input is the 1-D grid itself.
     """
     if channels == 1:
-        return x, 0, -1
+        return x.clone(), 0, -1  # a copy: in-place activations (ReLU(inplace=True)) write into it
     ndim = max(2, channel_dim + 1 if channel_dim >= 0 else -channel_dim)
     cdim = channel_dim % ndim
     pdim = 0 if cdim != 0 else 1
@@ -124,9 +131,7 @@ def _side_effect_free(module: nn.Module) -> Iterator[None]:
             m.training = mode
 
 
-def evaluate(
-    module: nn.Module, x: Tensor, derivative: bool = False
-) -> tuple[np.ndarray, np.ndarray | None]:
+def evaluate(module: nn.Module, x: Tensor, derivative: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """The module's curve (and dy/dx by autograd) on the 1-D grid ``x``, per channel.
 
     ``x`` must already be on the module's device and in its dtype. The module is
@@ -145,10 +150,12 @@ def evaluate(
         if not derivative:
             return _to_rows(_checked_output(module, inp, module.forward(inp)), pdim, cdim), None
         with torch.enable_grad():
-            inp = inp.detach().requires_grad_(True)
+            leaf = inp.detach().requires_grad_(True)
+            # A non-leaf copy goes in, so that in-place activations are allowed to overwrite it.
+            inp = leaf.clone()
             out = _checked_output(module, inp, module.forward(inp))
             # Elementwise: the gradient of the sum is the derivative at each point.
-            (grad,) = torch.autograd.grad(out, inp, torch.ones_like(out))
+            (grad,) = torch.autograd.grad(out, leaf, torch.ones_like(out))
         return _to_rows(out, pdim, cdim), _to_rows(grad, pdim, cdim)
 
 
@@ -162,10 +169,45 @@ def _checked_output(module: nn.Module, inp: Tensor, out: Any) -> Tensor:
     return out
 
 
-def _grid(x_range: tuple[float, float], points: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    lo, hi = (float(v) for v in x_range)
+def is_elementwise_on(module: nn.Module, x: Tensor, y: np.ndarray, row: int | None = None) -> bool:
+    """Does the module's output at a point depend on that point only?
+
+    Re-evaluates the middle third of the grid ``x`` (whose curves ``y``, shape
+    ``(channels, points)``, or the one of channel ``row``, shape ``(points,)``,
+    are known) on its own: an elementwise function gives the same values, a
+    module that normalises over the batch or the sample (by its max, its mean)
+    does not, and its "curve" is then an artefact of the grid. A module can
+    also declare ``elementwise = False``: needed where the grid's own layout
+    hides the dependence (a per-sample normalisation over features sees one
+    grid value per sample).
+    """
+    if getattr(module, "elementwise", True) is False:
+        return False  # declared by the module (e.g. normalised by the max over each sample's features)
+    n = x.numel()
+    if n < 6:
+        return True
+    middle = slice(n // 3, 2 * n // 3)
+    again, _ = evaluate(module, x[middle])
+    if row is not None:
+        again = again[row]
+    expected = y[..., middle]
+    tol = 64 * torch.finfo(x.dtype).eps * max(1.0, float(np.abs(expected).max(initial=0.0)))
+    return bool(np.allclose(again, expected, rtol=0.0, atol=tol, equal_nan=True))
+
+
+def _interval(name: str, value: Any) -> tuple[float, float]:
+    """``(low, high)`` as floats, checked: two finite numbers with low < high."""
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be two numbers (low, high), got {value!r}") from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ValueError(f"x_range must be two finite numbers (low, high) with low < high, got {x_range!r}")
+        raise ValueError(f"{name} must be two finite numbers (low, high) with low < high, got {value!r}")
+    return lo, hi
+
+
+def _grid(x_range: tuple[float, float], points: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    lo, hi = _interval("x_range", x_range)
     if isinstance(points, bool) or not isinstance(points, int) or points < 2:
         raise ValueError(f"points must be an integer >= 2, got {points!r}")
     return torch.linspace(lo, hi, points, dtype=torch.float64).to(device=device, dtype=dtype)
@@ -174,15 +216,6 @@ def _grid(x_range: tuple[float, float], points: int, device: torch.device, dtype
 # ---------------------------------------------------------------------------------------
 # inspect(): every site, its parameters and its curve
 # ---------------------------------------------------------------------------------------
-
-
-def registry_name_of(module: nn.Module) -> str | None:
-    """The registry name whose class is exactly ``type(module)`` (``None`` if unregistered)."""
-    cls = type(module)
-    for name in list_activations():
-        if registry_info(name).cls is cls:
-            return name
-    return None
 
 
 def _numeric_constants(module: nn.Module) -> dict[str, np.ndarray]:
@@ -227,6 +260,9 @@ class SiteReport:
         x: the grid, shape ``(points,)``, as represented in the module's dtype.
         y: the curve, shape ``(channels, points)``; channels = 1 when shared.
         dy: dy/dx (autograd), same shape as ``y``, or ``None``.
+        elementwise: ``False`` when the module's output at a point was found to
+            depend on the other inputs (normalisation over the batch or the
+            sample); its curve then holds for this grid only.
     """
 
     name: str
@@ -236,6 +272,7 @@ class SiteReport:
     x: np.ndarray = field(repr=False)
     y: np.ndarray = field(repr=False)
     dy: np.ndarray | None = field(default=None, repr=False)
+    elementwise: bool = True
 
     @property
     def channels(self) -> int:
@@ -265,20 +302,33 @@ class SiteReport:
 
 
 def report_site(
-    name: str, module: nn.Module, x_range: tuple[float, float] = (-5.0, 5.0), points: int = 201, derivative: bool = False
+    name: str,
+    module: nn.Module,
+    x_range: tuple[float, float] = (-5.0, 5.0),
+    points: int = 201,
+    derivative: bool = False,
 ) -> SiteReport:
     """The :class:`SiteReport` of one activation module (see :func:`inspect`)."""
     device, dtype = _device_and_dtype(module)
     x = _grid(x_range, points, device, dtype)
     y, dy = evaluate(module, x, derivative)
+    elementwise = is_elementwise_on(module, x, y)
+    if not elementwise:
+        warnings.warn(
+            f"activation site {name or '(model)'!r} ({type(module).__name__}) is not elementwise: its output at a "
+            "point depends on the other inputs (normalisation over the batch or the sample), so its curve holds "
+            "for this grid only",
+            stacklevel=3,
+        )
     return SiteReport(
         name=name,
         type=type(module).__name__,
-        registry_name=registry_name_of(module),
+        registry_name=name_of(module),
         parameters=site_parameters(module),
         x=x.to(torch.float64).cpu().numpy(),
         y=y,
         dy=dy,
+        elementwise=elementwise,
     )
 
 
@@ -472,14 +522,11 @@ class InputRecorder:
     A module called several times per forward pass accumulates all its calls.
     """
 
-    def __init__(self, model: nn.Module, bins: int = 200, range: tuple[float, float] | None = None):  # noqa: A002
+    def __init__(self, model: nn.Module, bins: int = 200, range: tuple[float, float] | None = None):
         if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
             raise ValueError(f"bins must be a positive integer, got {bins!r}")
         if range is not None:
-            lo, hi = (float(v) for v in range)
-            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-                raise ValueError(f"range must be (low, high) with finite low < high, or None for automatic; got {range!r}")
-            range = (lo, hi)  # noqa: A001
+            range = _interval("range", range)
         self.model = model
         self.bins = bins
         self.range = range
@@ -535,7 +582,7 @@ class InputRecorder:
         return out
 
 
-def record_inputs(model: nn.Module, bins: int = 200, range: tuple[float, float] | None = None) -> InputRecorder:  # noqa: A002
+def record_inputs(model: nn.Module, bins: int = 200, range: tuple[float, float] | None = None) -> InputRecorder:
     """Histogram the inputs each activation site of ``model`` sees, while the block runs.
 
     Streaming: fixed bins and running statistics are updated on the device at
@@ -578,6 +625,8 @@ class Snapshot:
     #: site -> (channel mean, channel min, channel max) curves on ``x`` (empty when curves are off)
     curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(repr=False, default_factory=dict)
     x: np.ndarray | None = field(repr=False, default=None)
+    #: site -> registry name (or class name) of its module
+    kinds: dict[str, str] = field(repr=False, default_factory=dict)
 
 
 class ParameterRecorder:
@@ -632,14 +681,16 @@ class ParameterRecorder:
         """Take a snapshot now (at the current step count), replacing one already taken at this step."""
         parameters: dict[str, dict[str, np.ndarray]] = {}
         curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        kinds: dict[str, str] = {}
         x = None
         for name, module in activation_sites(self.model):
             parameters[name] = site_parameters(module)
+            kinds[name] = name_of(module) or type(module).__name__
             if self.curves:
                 report = report_site(name, module, self.x_range, self.points)
                 curves[name] = (report.mean, report.min, report.max)
                 x = report.x
-        snap = Snapshot(self.steps_taken, parameters, curves, x)
+        snap = Snapshot(self.steps_taken, parameters, curves, x, kinds)
         if self.snapshots and self.snapshots[-1].step == snap.step:
             self.snapshots[-1] = snap
         else:
@@ -666,7 +717,9 @@ class ParameterRecorder:
 
     def history(self, site: str, parameter: str) -> tuple[np.ndarray, np.ndarray]:
         """``(steps, values)``: the recorded values of one parameter, stacked along axis 0."""
-        rows = [(s.step, s.parameters[site][parameter]) for s in self.snapshots if parameter in s.parameters.get(site, {})]
+        rows = [
+            (s.step, s.parameters[site][parameter]) for s in self.snapshots if parameter in s.parameters.get(site, {})
+        ]
         if not rows:
             known = {p for s in self.snapshots for p in s.parameters.get(site, {})}
             if site not in self.sites:
@@ -800,7 +853,10 @@ def _decade_supremum_bounded(r: np.ndarray, values: np.ndarray, far_exponent: in
     if not np.all(np.isfinite(values)):
         return not np.any(values == np.inf)
     running = np.maximum.accumulate(values)
-    at = [running[np.searchsorted(r, 10.0**k, side="right") - 1] for k in (far_exponent - 2, far_exponent - 1, far_exponent)]
+    at = [
+        running[np.searchsorted(r, 10.0**k, side="right") - 1]
+        for k in (far_exponent - 2, far_exponent - 1, far_exponent)
+    ]
     previous, last = at[1] - at[0], at[2] - at[1]
     return bool(last <= _RTOL * max(1.0, abs(at[2])) or last <= _GROWTH_RATIO * previous)
 
@@ -813,11 +869,13 @@ def _simpson_weights(n: int, h: float) -> np.ndarray:
     return w * h / 3.0
 
 
-def _refine(curve: _Curve, lo: float, hi: float, sign: float, rounds: int = 3, points: int = 1001) -> tuple[float, float]:
+def _refine(
+    curve: _Curve, lo: float, hi: float, sign: float, rounds: int = 3, points: int = 1001
+) -> tuple[float, float]:
     """Locate the minimum of ``sign·f`` in [lo, hi] by successively finer grids.
 
-    Used where f' has no sign change to bisect (a kink); the value is exact,
-    the location good to about sqrt(machine epsilon) at a smooth minimum.
+    Used where f' has no sign change to bisect (a minimum at a kink), where
+    it converges to the kink; the final spacing is (hi - lo)·1e-9.
     """
     for _ in range(rounds):
         xs = np.linspace(lo, hi, points)
@@ -867,7 +925,7 @@ def _extreme(curve: _Curve, x: np.ndarray, y: np.ndarray, dy: np.ndarray, sign: 
         return math.inf, float(y[-1])
     lo, hi = x[i - 1], x[i + 1]
     if dy[i - 1] * sign < 0 < dy[i + 1] * sign:
-        at = _bisect(lambda v: curve.derivative_at(v), lo, hi)
+        at = _bisect(curve.derivative_at, lo, hi)
         return at, float(curve(np.array([at]))[0][0])
     return _refine(curve, lo, hi, sign)
 
@@ -945,12 +1003,23 @@ def properties(
     x = np.concatenate([-tail[::-1], dense, tail])
     y, dy = curve(x, derivative=True)
     center = n + len(tail)
+    if not is_elementwise_on(module, torch.from_numpy(dense), y[center - n : center + n + 1], row=curve.row):
+        raise ValueError(
+            f"{type(module).__name__} is not elementwise: its output at a point depends on the other inputs "
+            "(normalisation over the batch or the sample), so it has no fixed curve whose properties could be measured"
+        )
 
     # Boundedness, side by side (each side ordered by distance from 0).
     r_pos, y_pos = x[center:], y[center:]
     r_neg, y_neg = -x[center::-1], y[center::-1]
-    above = {s: _decade_supremum_bounded(r, v, far_exponent) for s, (r, v) in {"-": (r_neg, y_neg), "+": (r_pos, y_pos)}.items()}
-    below = {s: _decade_supremum_bounded(r, -v, far_exponent) for s, (r, v) in {"-": (r_neg, y_neg), "+": (r_pos, y_pos)}.items()}
+    above = {
+        s: _decade_supremum_bounded(r, v, far_exponent)
+        for s, (r, v) in {"-": (r_neg, y_neg), "+": (r_pos, y_pos)}.items()
+    }
+    below = {
+        s: _decade_supremum_bounded(r, -v, far_exponent)
+        for s, (r, v) in {"-": (r_neg, y_neg), "+": (r_pos, y_pos)}.items()
+    }
     bounded_above, bounded_below = all(above.values()), all(below.values())
 
     diffs = np.diff(y)
@@ -965,7 +1034,7 @@ def properties(
 
     return Properties(
         name=spec if isinstance(spec, str) else type(module).__name__,
-        registry_name=registry_name_of(module) if not isinstance(spec, str) else registry_info(spec).name,
+        registry_name=name_of(module) if not isinstance(spec, str) else registry_info(spec).name,
         bounded_below=bounded_below,
         bounded_above=bounded_above,
         monotonic=monotonic,

@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("actlab.cli.catalogue", "show one activation: formula, parameters, reference, values"),
     "compare": ("actlab.cli.compare", "train and compare activations: tables, statistics, report (resumable)"),
     "results": ("actlab.cli.compare", "show or export the results stored by `actlab compare`"),
+    "plot": ("actlab.cli.plot", "draw activations and their derivatives to an image file"),
+    "properties": ("actlab.cli.properties", "measured properties (bounds, monotonicity, extrema, N(0,1) moments)"),
 }
 
 
