@@ -435,11 +435,11 @@ def load_sklearn(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=8)
-def number_words(lang: str, stop: int) -> tuple[str, ...]:
-    """``num2words(n, lang=lang)`` for ``n = 0 .. stop-1`` (cached: it costs ~80 us a number)."""
+def number_words(lang: str, numbers: tuple[int, ...]) -> tuple[str, ...]:
+    """``num2words(n, lang=lang)`` for each of ``numbers`` (cached: it costs ~80 us a number)."""
     num2words = optional_import("num2words", "num2words", "the num2words task").num2words
     try:
-        return tuple(num2words(n, lang=lang) for n in range(stop))
+        return tuple(num2words(n, lang=lang) for n in numbers)
     except NotImplementedError as err:
         raise ValueError(f"num2words has no language {lang!r} ({err})") from err
 
