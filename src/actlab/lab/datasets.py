@@ -20,6 +20,7 @@ import functools
 import gzip
 import hashlib
 import importlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -41,6 +42,7 @@ __all__ = [
     "DatasetNotFoundError",
     "DatasetFormatError",
     "optional_import",
+    "package_version",
     "Location",
     "find_dataset_dir",
     "read_idx",
@@ -63,6 +65,14 @@ class DatasetNotFoundError(FileNotFoundError):
 
 class DatasetFormatError(ValueError):
     """A dataset file exists but is corrupt or not in the expected format."""
+
+
+def package_version(name: str) -> str:
+    """The installed version of distribution ``name``, or ``"unknown"``."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def optional_import(module: str, package: str, purpose: str) -> ModuleType:
@@ -353,7 +363,7 @@ def load_mnist1d(*, num_samples: int = 5000, seed: int = 42, cache: Path | None 
         ``{"x": float32 [N, 40], "y": int64 [N], "x_test": ..., "y_test": ...}``.
     """
     mnist1d_data = optional_import("mnist1d.data", "mnist1d", "the mnist1d task")
-    version = importlib.import_module("importlib.metadata").version("mnist1d")
+    version = package_version("mnist1d")
     args = mnist1d_data.get_dataset_args()
     args.num_samples, args.seed = num_samples, seed
     settings = {k: v for k, v in vars(args).items() if k != "url"}  # the url only matters for downloads

@@ -126,7 +126,7 @@ class Num2Words(Task):
             "src_lang": self.src_lang,
             "tgt_lang": self.tgt_lang,
             "numbers": {k: [numbers[i] for i in v] for k, v in rows.items()},
-            "source": "num2words " + _package_version("num2words"),
+            "source": "num2words " + datasets.package_version("num2words"),
             "seed": seed,
             "limit": limit,
         }
@@ -176,12 +176,3 @@ class Num2Words(Task):
             "exact_match": exact / max(len(y), 1),
             "loss": total_loss / max(tokens, 1),
         }
-
-
-def _package_version(name: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "(version unknown)"
