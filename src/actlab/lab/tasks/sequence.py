@@ -67,14 +67,24 @@ class Num2Words(Task):
     """Translate number words between languages, e.g. "seventy-one" -> "soixante et onze".
 
     A fixed sample of ``size`` distinct integers from ``0 .. high-1`` (default
-    6000 from 0..999 999, drawn with a fixed seed) is written out in both
-    languages by the ``num2words`` package, offline (default English -> French).
+    2500 from 0..999 999, drawn with a fixed seed) is written out in both
+    languages by the ``num2words`` package, offline (default English -> French:
+    "three hundred and forty-five thousand, six hundred and seventy-eight" ->
+    "trois cent quarante-cinq mille six cent soixante-dix-huit"; sources up to
+    14 tokens, targets up to 19 plus BOS/EOS).
     Tokens are words and punctuation (hyphens and commas are tokens of their
     own); the vocabularies come from the whole sample, so they do not depend on
     the seed. Splits are disjoint in numbers: the first ``test_size`` numbers
     of the sample are the test set for every seed; ``val_size`` validation
     numbers are drawn from the rest by seed; training gets the remainder
-    (4500 by default; ``limit`` caps it).
+    (1000 by default; ``limit`` caps it).
+
+    Default sizes: the 2+2-layer, d_model-64 ``transformer`` with Adam (lr 1e-3,
+    batch 64) reaches about 75 % exact match on validation after 160 steps
+    (~20 s of one CPU core) and 95-98 % after 300-1000 steps, so one to two
+    minutes of training separate fast from slow learners without saturating
+    at once. With 500 training numbers it plateaus near 92 %; with 4500 it
+    passes 97 % within 360 steps.
 
     Metrics: ``token_accuracy`` (teacher-forced next-token accuracy over target
     tokens including EOS), ``exact_match`` (greedy decoding reproduces the whole
@@ -87,7 +97,7 @@ class Num2Words(Task):
     metric = "exact_match"
     higher_is_better = True
 
-    def __init__(self, src_lang: str = "en", tgt_lang: str = "fr", *, high: int = 1_000_000, size: int = 6000,
+    def __init__(self, src_lang: str = "en", tgt_lang: str = "fr", *, high: int = 1_000_000, size: int = 2500,
                  test_size: int = 1000, val_size: int = 500):  # fmt: skip
         if not 0 < test_size + val_size < size <= high:
             raise ValueError(f"need test_size + val_size < size <= high, got {test_size} + {val_size}, {size}, {high}")
