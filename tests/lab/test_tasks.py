@@ -7,6 +7,7 @@ import math
 import os
 import pickle
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -219,6 +220,23 @@ def test_missing_fashion_mnist_names_the_debian_package(tmp_path, monkeypatch):
 def test_nonexistent_data_dir_is_an_error(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="does not exist"):
         get_task("fashion_mnist").load(data_dir=str(tmp_path / "typo"))
+
+
+def test_unreadable_file_and_folder_are_reported(tmp_path, monkeypatch):
+    folder = make_idx_set(tmp_path, gz=False).folder
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(datasets, "open", refuse, raising=False)
+    with pytest.raises(DatasetFormatError, match="cannot read the file .*Permission denied"):
+        get_task("mnist").load(data_dir=str(folder))
+    monkeypatch.delattr(datasets, "open")
+    monkeypatch.setattr(datasets.os, "access", lambda path, mode: Path(path) != folder / "locked")
+    (folder / "locked").mkdir()
+    monkeypatch.setenv("ACTLAB_MNIST_DIR", str(folder / "locked"))
+    with pytest.raises(DatasetNotFoundError, match="locked .*not readable: check its permissions"):
+        get_task("mnist").load()
 
 
 def test_incomplete_folder_is_reported_not_skipped(tmp_path):

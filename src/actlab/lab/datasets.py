@@ -142,7 +142,12 @@ def find_dataset_dir(
                 f"{title} in {loc.path} ({loc.origin}) is incomplete: missing {missing}. "
                 f"Expected files: {expected}. {how_to}"
             )
-        state = "" if loc.path.is_dir() else ", does not exist"
+        if not loc.path.is_dir():
+            state = ", does not exist"
+        elif not os.access(loc.path, os.R_OK | os.X_OK):
+            state = ", not readable: check its permissions"
+        else:
+            state = ""
         looked.append(f"{loc.path} ({loc.origin}{state})")
     where = "; ".join(looked) if looked else "nowhere (no folder given)"
     raise DatasetNotFoundError(f"{title} not found. Looked in: {where}. Expected files: {expected}. {how_to}")
