@@ -58,15 +58,18 @@ def _cast(ts: Sequence[Tensor], dtype: torch.dtype) -> list[Tensor]:
     return [t.to(dtype) for t in ts]
 
 
-def _forward_value(op: ElementwiseOp, x: Tensor, params: Sequence[Tensor]) -> Tensor:
+# These take the op's functions rather than the op: torch.compile traces the
+# fused Function's body and can follow plain functions through closures, not
+# arbitrary objects.
+def _forward_value(forward: Callable, x: Tensor, params: Sequence[Tensor]) -> Tensor:
     cd = compute_dtype(x.dtype)
-    return op.forward(x.to(cd), *_cast(params, cd)).to(x.dtype)
+    return forward(x.to(cd), *_cast(params, cd)).to(x.dtype)
 
 
-def _backward_grads(op: ElementwiseOp, x: Tensor, params: Sequence[Tensor], grad: Tensor, needs: Sequence[bool]):
+def _backward_grads(derivatives: Callable, x: Tensor, params: Sequence[Tensor], grad: Tensor, needs: Sequence[bool]):
     cd = compute_dtype(x.dtype)
     g = grad.to(cd)
-    partials = op.derivatives(x.to(cd), *_cast(params, cd))
+    partials = derivatives(x.to(cd), *_cast(params, cd))
     grad_x = (g * partials[0]).to(x.dtype) if needs[0] else None
     grad_params = [
         (g * d).sum_to_size(p.shape).to(p.dtype) if need else None
@@ -76,8 +79,10 @@ def _backward_grads(op: ElementwiseOp, x: Tensor, params: Sequence[Tensor], grad
 
 
 def _make_fused_function(op: ElementwiseOp) -> type:
+    value_fn, derivatives_fn = op.forward, op.derivatives
+
     def forward(x: Tensor, *params: Tensor) -> Tensor:
-        return _forward_value(op, x, params)
+        return _forward_value(value_fn, x, params)
 
     def setup_context(ctx, inputs, output) -> None:
         # Only the input and the (tiny) parameters are kept for backward; every
@@ -86,7 +91,7 @@ def _make_fused_function(op: ElementwiseOp) -> type:
 
     def backward(ctx, grad: Tensor):
         x, *params = ctx.saved_tensors
-        return _backward_grads(op, x, params, grad, ctx.needs_input_grad)
+        return _backward_grads(derivatives_fn, x, params, grad, ctx.needs_input_grad)
 
     # Built with type() so that autograd names the graph node after the op
     # (e.g. ``SrsFunctionBackward``), which keeps profiles and errors readable.
@@ -160,5 +165,5 @@ def apply(
     ps = [_param_tensor(p, n, x, channel_dim) for p, n in zip(params, op.param_names)]
     chosen = check_backend(backend) or get_backend()
     if chosen == "reference":
-        return _forward_value(op, x, ps)
+        return _forward_value(op.forward, x, ps)
     return op.function.apply(x, *ps)
