@@ -31,6 +31,7 @@ import inspect
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -538,15 +539,15 @@ class Seq2SeqTransformer(nn.Module):
 # --------------------------------------------------------------------------- catalogue
 
 
-def _spatial(data: TaskData, model: str, dims: tuple[int, ...]) -> tuple[int, ...]:
-    shape = data.extras.get("spatial_shape")
-    if shape is None or len(shape) - 1 not in dims:
-        wanted = "images" if dims == (2,) else "images or 1-D signals"
+def _spatial(data: TaskData, model: str) -> tuple[int, ...]:
+    """The per-sample view a convolutional ``model`` needs, or a ValueError naming the models that fit."""
+    if model not in compatible_models(data):
+        wanted = "images" if _MODELS[model].spatial_dims == (2,) else "images or 1-D signals"
         raise ValueError(
             f"model {model!r} needs {wanted}; task {data.name!r} has none. "
             f"Models for {data.name!r}: {', '.join(compatible_models(data))}"
         )
-    return tuple(shape)
+    return tuple(data.extras["spatial_shape"])
 
 
 def _mlp(data: TaskData, act: ActFactory, **options: Any) -> nn.Module:
@@ -558,15 +559,15 @@ def _regression_mlp(data: TaskData, act: ActFactory, *, hidden: int = 50, **opti
 
 
 def _cnn(data: TaskData, act: ActFactory, **options: Any) -> nn.Module:
-    return ConvNet(_spatial(data, "cnn", (1, 2)), data.num_outputs, act, **options)
+    return ConvNet(_spatial(data, "cnn"), data.num_outputs, act, **options)
 
 
 def _slaf_cnn(data: TaskData, act: ActFactory, **options: Any) -> nn.Module:
-    return SlafCNN(_spatial(data, "slaf_cnn", (2,)), data.num_outputs, act, **options)
+    return SlafCNN(_spatial(data, "slaf_cnn"), data.num_outputs, act, **options)
 
 
 def _resnet(data: TaskData, act: ActFactory, **options: Any) -> nn.Module:
-    return ResNet(_spatial(data, "resnet", (2,)), data.num_outputs, act, **options)
+    return ResNet(_spatial(data, "resnet"), data.num_outputs, act, **options)
 
 
 def _transformer(data: TaskData, act: ActFactory, **options: Any) -> nn.Module:
@@ -577,23 +578,29 @@ def _transformer(data: TaskData, act: ActFactory, **options: Any) -> nn.Module:
     )  # fmt: skip
 
 
-#: name -> (builder, model class whose keyword options it accepts, task kinds it serves)
-_MODELS: dict[str, tuple[Callable[..., nn.Module], type, tuple[str, ...]]] = {
-    "mlp": (_mlp, MLP, ("classification", "regression")),
-    "regression_mlp": (_regression_mlp, MLP, ("classification", "regression")),
-    "cnn": (_cnn, ConvNet, ("classification", "regression")),
-    "slaf_cnn": (_slaf_cnn, SlafCNN, ("classification",)),
-    "resnet": (_resnet, ResNet, ("classification",)),
-    "transformer": (_transformer, Seq2SeqTransformer, ("sequence",)),
-}
+@dataclass(frozen=True)
+class _Entry:
+    builder: Callable[..., nn.Module]
+    cls: type  # whose keyword-only arguments are the model's options
+    kinds: tuple[str, ...]  # task kinds served
+    spatial_dims: tuple[int, ...] | None = None  # convolutional: the spatial dimensionalities it handles
+    fixed: tuple[str, ...] = ()  # options the builder sets itself
 
-#: Options that a builder fixes itself and so are not the user's to set.
-_FIXED = {"regression_mlp": {"depth"}, "transformer": {"pad_index"}}
+
+_MODELS: dict[str, _Entry] = {
+    "mlp": _Entry(_mlp, MLP, ("classification", "regression")),
+    "regression_mlp": _Entry(_regression_mlp, MLP, ("classification", "regression"), fixed=("depth",)),
+    "cnn": _Entry(_cnn, ConvNet, ("classification", "regression"), spatial_dims=(1, 2)),
+    "slaf_cnn": _Entry(_slaf_cnn, SlafCNN, ("classification",), spatial_dims=(2,)),
+    "resnet": _Entry(_resnet, ResNet, ("classification",), spatial_dims=(2,)),
+    "transformer": _Entry(_transformer, Seq2SeqTransformer, ("sequence",), fixed=("pad_index",)),
+}
 
 
 def _options(name: str) -> list[str]:
-    params = inspect.signature(_MODELS[name][1]).parameters.values()
-    return [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in _FIXED.get(name, ())]
+    entry = _MODELS[name]
+    params = inspect.signature(entry.cls).parameters.values()
+    return [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in entry.fixed]
 
 
 def list_models() -> list[str]:
@@ -605,11 +612,10 @@ def compatible_models(data: TaskData) -> list[str]:
     """The models that can be built for ``data``."""
     spatial = data.extras.get("spatial_shape")
     dims = None if spatial is None else len(spatial) - 1
-    needs = {"cnn": (1, 2), "slaf_cnn": (2,), "resnet": (2,)}
     return [
         name
-        for name, (_, _, kinds) in _MODELS.items()
-        if data.kind in kinds and (name not in needs or dims in needs[name])
+        for name, entry in _MODELS.items()
+        if data.kind in entry.kinds and (entry.spatial_dims is None or dims in entry.spatial_dims)
     ]
 
 
@@ -636,8 +642,8 @@ def build_model(name: str, data: TaskData, act: ActFactory, **options: Any) -> n
     """
     if name not in _MODELS:
         raise unknown_name("model", name, _MODELS)
-    builder, _, kinds = _MODELS[name]
-    if data.kind not in kinds:
+    entry = _MODELS[name]
+    if data.kind not in entry.kinds:
         raise ValueError(
             f"model {name!r} does not fit {data.kind} task {data.name!r}; "
             f"models for {data.name!r}: {', '.join(compatible_models(data))}"
@@ -648,4 +654,4 @@ def build_model(name: str, data: TaskData, act: ActFactory, **options: Any) -> n
         raise ValueError(
             f"unknown option(s) {', '.join(unknown)} for model {name!r}; its options: {', '.join(allowed)}"
         )
-    return builder(data, act, **options)
+    return entry.builder(data, act, **options)

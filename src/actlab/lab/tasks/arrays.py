@@ -59,8 +59,8 @@ class ArrayTask(Task):
         """The task's arrays (generated tasks may use ``seed`` for the pool)."""
 
     @abc.abstractmethod
-    def _targets(self, y: np.ndarray, y_train: np.ndarray) -> tuple[Tensor, dict[str, Any]]:
-        """Targets as a tensor (statistics from ``y_train`` only), plus facts for ``extras``."""
+    def _targets(self, ys: dict[str, np.ndarray]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """Targets of each split as tensors (statistics from ``ys["train"]`` only), plus facts for ``extras``."""
 
     @abc.abstractmethod
     def _num_outputs(self, raw: RawData) -> int: ...
@@ -96,9 +96,7 @@ class ArrayTask(Task):
             extras["normalization"] = {"mean": mean.ravel().tolist(), "std": std.ravel().tolist()}
         else:
             xs = {k: np.asarray(v[0], dtype=np.float32) for k, v in splits.items()}
-        ys = {}
-        for k, (_, yk) in splits.items():
-            ys[k], target_facts = self._targets(yk, splits["train"][1])
+        ys, target_facts = self._targets({k: v[1] for k, v in splits.items()})
         extras.update(target_facts)
         extras["source"] = raw.source
         extras["seed"], extras["limit"] = seed, limit
@@ -134,8 +132,9 @@ class ClassificationTask(ArrayTask):
     def _strata(self, y: np.ndarray) -> np.ndarray:
         return y
 
-    def _targets(self, y: np.ndarray, y_train: np.ndarray) -> tuple[Tensor, dict[str, Any]]:
-        return torch.from_numpy(np.asarray(y, dtype=np.int64)), {"classes": list(self.classes)}
+    def _targets(self, ys: dict[str, np.ndarray]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        tensors = {k: torch.from_numpy(np.asarray(y, dtype=np.int64)) for k, y in ys.items()}
+        return tensors, {"classes": list(self.classes)}
 
     def _num_outputs(self, raw: RawData) -> int:
         return len(self.classes)
@@ -168,13 +167,13 @@ class RegressionTask(ArrayTask):
     higher_is_better = False
     normalize_target: ClassVar[bool] = False
 
-    def _targets(self, y: np.ndarray, y_train: np.ndarray) -> tuple[Tensor, dict[str, Any]]:
-        y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    def _targets(self, ys: dict[str, np.ndarray]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        columns = {k: np.asarray(y, dtype=np.float64).reshape(len(y), -1) for k, y in ys.items()}
         if not self.normalize_target:
-            return torch.from_numpy(y.astype(np.float32)), {}
-        mean, std = fit_normalization(np.asarray(y_train, dtype=np.float64).reshape(len(y_train), -1), per_channel=True)
+            return {k: torch.from_numpy(y.astype(np.float32)) for k, y in columns.items()}, {}
+        mean, std = fit_normalization(columns["train"], per_channel=True)
         facts = {"target_normalization": {"mean": mean.ravel().tolist(), "std": std.ravel().tolist()}}
-        return torch.from_numpy(apply_normalization(y, mean, std)), facts
+        return {k: torch.from_numpy(apply_normalization(y, mean, std)) for k, y in columns.items()}, facts
 
     def _num_outputs(self, raw: RawData) -> int:
         return 1 if raw.y.ndim == 1 else raw.y.shape[1]

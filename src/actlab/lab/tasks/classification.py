@@ -178,7 +178,7 @@ class MNIST1D(ClassificationTask):
     """MNIST-1D: 40-sample 1-D signals of 10 digit templates, generated offline.
 
     Made by the ``mnist1d`` package with its default arguments (seed 42, 5000
-    samples, official 4000/1000 split) and cached under ``$ACTLAB_CACHE_DIR``
+    samples, official 4000/1000 split; ``num_samples`` changes the size) and cached under ``$ACTLAB_CACHE_DIR``
     (default ``~/.cache/actlab``). Regenerated rather than downloaded: equality
     with the frozen upstream pickle could not be checked offline, hence the
     description. The generator already standardises the signals (over the whole
@@ -189,10 +189,16 @@ class MNIST1D(ClassificationTask):
 
     name = "mnist1d"
     default_model = "cnn"
-    description = "MNIST-1D (regenerated with seed 42 by the mnist1d package, 4000/1000 split)"
+
+    def __init__(self, num_samples: int = 5000):
+        self.num_samples = num_samples
+        n_train = int(0.8 * num_samples)
+        self.description = (
+            f"MNIST-1D (regenerated with seed 42 by the mnist1d package, {n_train}/{num_samples - n_train} split)"
+        )
 
     def read(self, data_dir: str | None, seed: int) -> RawData:
-        arrays = datasets.load_mnist1d()
+        arrays = datasets.load_mnist1d(num_samples=self.num_samples)
         return RawData(
             arrays["x"],
             arrays["y"],

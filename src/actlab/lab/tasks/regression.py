@@ -47,7 +47,8 @@ class Sines2D(RegressionTask):
 class Diabetes(RegressionTask):
     """scikit-learn's diabetes: 442 patients, 10 features, disease progression after a year.
 
-    A fixed 20 % (88) is held out as test; validation is 25 % of the rest (89).
+    A fixed 20 % (88) is held out as test; validation is 25 % of the rest (88),
+    leaving 266 for training.
     Features and target are standardised with training statistics, so MSE and
     R² are in standardised target units (``extras["target_normalization"]``
     holds the mean and std to convert back).

@@ -66,13 +66,26 @@ def greedy_decode(model: nn.Module, src: Tensor, max_len: int) -> Tensor:
 class Num2Words(Task):
     """Translate number words between languages, e.g. "seventy-one" -> "soixante et onze".
 
-    Pairs come from the ``num2words`` package (offline) for every integer in
-    ``0 .. stop-1`` (default 0..9999, English -> French). Tokens are words and
-    punctuation (hyphens and commas are tokens of their own); the vocabularies
-    are built from the whole number range, so no split meets an unknown token.
-    Splits are disjoint in numbers: 1000 test numbers drawn with a fixed seed,
-    500 validation numbers drawn by seed, training the remaining 8500 (``limit``
-    caps it).
+    A fixed sample of ``size`` distinct integers from ``0 .. high-1`` (default
+    2500 from 0..999 999, drawn with a fixed seed) is written out in both
+    languages by the ``num2words`` package, offline (default English -> French:
+    "three hundred and forty-five thousand, six hundred and seventy-eight" ->
+    "trois cent quarante-cinq mille six cent soixante-dix-huit"; sources up to
+    14 tokens, targets up to 19 plus BOS/EOS).
+    Tokens are words and punctuation (hyphens and commas are tokens of their
+    own); the vocabularies come from the whole sample, so they do not depend on
+    the seed. Splits are disjoint in numbers: the first ``test_size`` numbers
+    of the sample are the test set for every seed; ``val_size`` validation
+    numbers are drawn from the rest by seed; training gets the remainder
+    (1000 by default; ``limit`` caps it).
+
+    Default sizes (measured with ``benchmarks/lab_tasks.py``): the 2+2-layer,
+    d_model-64 ``transformer`` with GELU and Adam (lr 1e-3, batch 64) reaches
+    about 70 % validation exact match after 160 steps (10 epochs), 93 % after
+    270 and plateaus near 97 % (test 96.4 % after 60 epochs); a step costs about
+    0.1 s on one CPU core. One to two minutes of training thus separate fast
+    from slow learners without saturating at once. With 500 training numbers it
+    plateaus near 92 %; with 4500 it passes 97 % within 360 steps.
 
     Metrics: ``token_accuracy`` (teacher-forced next-token accuracy over target
     tokens including EOS), ``exact_match`` (greedy decoding reproduces the whole
@@ -85,31 +98,31 @@ class Num2Words(Task):
     metric = "exact_match"
     higher_is_better = True
 
-    def __init__(self, src_lang: str = "en", tgt_lang: str = "fr", stop: int = 10_000, test_size: int = 1000,
-                 val_size: int = 500):  # fmt: skip
-        if stop < test_size + val_size + 1:
-            raise ValueError(f"stop={stop} leaves no training numbers after {test_size} test and {val_size} val")
-        self.src_lang, self.tgt_lang, self.stop = src_lang, tgt_lang, stop
+    def __init__(self, src_lang: str = "en", tgt_lang: str = "fr", *, high: int = 1_000_000, size: int = 2500,
+                 test_size: int = 1000, val_size: int = 500):  # fmt: skip
+        if not 0 < test_size + val_size < size <= high:
+            raise ValueError(f"need test_size + val_size < size <= high, got {test_size} + {val_size}, {size}, {high}")
+        self.src_lang, self.tgt_lang, self.high, self.size = src_lang, tgt_lang, high, size
         self.test_size, self.val_size = test_size, val_size
         self.description = (
-            f"num2words: {src_lang}->{tgt_lang} number words for 0..{stop - 1} "
+            f"num2words: {src_lang}->{tgt_lang} number words, {size} numbers from 0..{high - 1} "
             "(generated offline with the num2words package)"
         )
 
     def load(self, *, data_dir: str | None = None, seed: int = 0, limit: int | None = None) -> TaskData:
         check_load_arguments(seed, limit)
-        src = [datasets.word_tokens(s) for s in datasets.number_words(self.src_lang, self.stop)]
-        tgt = [datasets.word_tokens(s) for s in datasets.number_words(self.tgt_lang, self.stop)]
+        numbers = tuple(int(n) for n in rng(0, f"{self.name}/numbers").choice(self.high, self.size, replace=False))
+        src = [datasets.word_tokens(s) for s in datasets.number_words(self.src_lang, numbers)]
+        tgt = [datasets.word_tokens(s) for s in datasets.number_words(self.tgt_lang, numbers)]
         src_vocab, tgt_vocab = _vocabulary(src), _vocabulary(tgt)
         x_all, y_all = _encode(src, src_vocab, bos_eos=False), _encode(tgt, tgt_vocab, bos_eos=True)
 
-        order = rng(0, f"{self.name}/test").permutation(self.stop)
-        test, pool = order[: self.test_size], order[self.test_size :]
+        test, pool = np.arange(self.test_size), np.arange(self.test_size, self.size)
         pool = pool[rng(seed, f"{self.name}/val").permutation(len(pool))]
         val, train = pool[: self.val_size], pool[self.val_size :]
         if limit is not None:
             train = train[:limit]
-        numbers = {"train": train, "val": val, "test": test}
+        rows = {"train": train, "val": val, "test": test}
 
         def split(idx: np.ndarray) -> tuple[Tensor, Tensor]:
             return torch.from_numpy(x_all[idx]), torch.from_numpy(y_all[idx])
@@ -123,12 +136,12 @@ class Num2Words(Task):
             "max_len": y_all.shape[1],
             "src_lang": self.src_lang,
             "tgt_lang": self.tgt_lang,
-            "numbers": {k: v.tolist() for k, v in numbers.items()},
-            "source": "num2words " + _package_version("num2words"),
+            "numbers": {k: [numbers[i] for i in v] for k, v in rows.items()},
+            "source": "num2words " + datasets.package_version("num2words"),
             "seed": seed,
             "limit": limit,
         }
-        (x_train, y_train), (x_val, y_val), (x_test, y_test) = (split(numbers[k]) for k in ("train", "val", "test"))
+        (x_train, y_train), (x_val, y_val), (x_test, y_test) = (split(rows[k]) for k in ("train", "val", "test"))
         return TaskData(
             name=self.name,
             kind=self.kind,
@@ -174,12 +187,3 @@ class Num2Words(Task):
             "exact_match": exact / max(len(y), 1),
             "loss": total_loss / max(tokens, 1),
         }
-
-
-def _package_version(name: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "(version unknown)"
