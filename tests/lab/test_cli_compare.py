@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -24,15 +23,13 @@ import pytest
 import actlab
 from actlab.cli import main
 
-SRC = str(Path(actlab.__file__).resolve().parents[1])
+from ..cli_helpers import cli_env, run_cli
+
 TINY = ["--epochs", "1", "--limit", "120", "--model-option", "hidden=8", "--quiet"]
 
 
-def cli(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run(
-        [sys.executable, "-m", "actlab", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout
-    )
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return run_cli(*args, cwd=cwd, timeout=300)
 
 
 def db_rows(out: Path) -> list[tuple]:
@@ -120,9 +117,10 @@ def test_sigkill_of_the_driver_mid_study_then_rerun_stores_every_run_exactly_onc
     out = tmp_path / "killed"
     args = ["compare", "--activations", "relu,gelu,srs", "--seeds", "2", "--epochs", "20", "--limit", "400"]
     args += ["--model-option", "hidden=16", "--workers", "2", "--out", str(out), "--quiet", "--no-report"]
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    driver = subprocess.Popen([sys.executable, "-m", "actlab", *args], env=env, cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "actlab", *args], env=cli_env(), cwd=tmp_path,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     try:
         deadline = time.monotonic() + 180
         while not db_rows(out):
@@ -183,7 +181,12 @@ def test_bad_input_is_a_clear_error_with_exit_code_2(capsys, tmp_path, argv, mes
 
 
 def test_damaged_data_files_are_a_clear_error(capsys, tmp_path):
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
         (tmp_path / f"{name}.gz").write_bytes(b"not gzip at all")
     code, _, err = run_main(capsys, "compare", "--task", "fashion_mnist", "--data-dir", str(tmp_path), "--quiet")
     assert code == 2 and "task fashion_mnist:" in err and str(tmp_path) in err
@@ -219,7 +222,9 @@ depth = 1
 """
     )
     out = tmp_path / "o"
-    code, stdout, err = run_main(capsys, "compare", "--config", str(config), "--epochs", "1", "--out", str(out), "--quiet")
+    code, stdout, err = run_main(
+        capsys, "compare", "--config", str(config), "--epochs", "1", "--out", str(out), "--quiet"
+    )
     assert code == 0, err
     assert "2 runs: 0 already stored, 2 to run (1 worker x 1 thread)" in stdout
     runs = actlab.lab.load_results(out)

@@ -21,7 +21,9 @@ from actlab.lab.config import (
 
 
 def spec(**kw) -> RunSpec:
-    base = dict(task="digits", model="mlp", activation=ActivationChoice("relu"), seed=0, epochs=2, batch_size=32, lr=1e-3)
+    base = dict(
+        task="digits", model="mlp", activation=ActivationChoice("relu"), seed=0, epochs=2, batch_size=32, lr=1e-3
+    )
     return RunSpec(**{**base, **kw})
 
 
@@ -40,8 +42,19 @@ def test_hash_ignores_where_and_how_fast_but_not_what():
     assert spec(data_dir="/elsewhere", threads=7).config_hash() == base.config_hash()
     assert spec(lr=1).config_hash() == spec(lr=1.0).config_hash()
     changed = dict(
-        task="iris", model="cnn", activation=ActivationChoice("gelu"), seed=1, epochs=3, batch_size=16, lr=0.01,
-        weight_decay=0.1, optimizer="sgd", grad_clip=1.0, limit=100, model_options={"hidden": 4}, device="cuda",
+        task="iris",
+        model="cnn",
+        activation=ActivationChoice("gelu"),
+        seed=1,
+        epochs=3,
+        batch_size=16,
+        lr=0.01,
+        weight_decay=0.1,
+        optimizer="sgd",
+        grad_clip=1.0,
+        limit=100,
+        model_options={"hidden": 4},
+        device="cuda",
     )
     hashes = {spec(**{k: v}).config_hash() for k, v in changed.items()}
     assert len(hashes) == len(changed) and base.config_hash() not in hashes

@@ -57,7 +57,9 @@ def test_table_ranks_marks_the_baseline_and_reports_ratios():
     lines = text.splitlines()
     assert lines[0].startswith("digits / mlp: test accuracy (higher is better), 3 seeds, Welch's t-test against relu")
     row = {line.split()[1]: line for line in lines if re.match(r"^\d+\s", line)}
-    assert "0.9600 ± 0.0100" in row["srs"] and "+0.0500" in row["srs"] and "2.00x" in row["srs"] and "1.50x" in row["srs"]
+    assert (
+        "0.9600 ± 0.0100" in row["srs"] and "+0.0500" in row["srs"] and "2.00x" in row["srs"] and "1.50x" in row["srs"]
+    )
     assert "relu (baseline)" in row["relu"] and "1.00x" in row["relu"]
     assert "2/3" in row["gelu"]  # 2 of 3 runs finished
     assert "gelu: 1 of 3 runs failed (diverged at epoch 2: training loss is nan)" in text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
 import sqlite3
 import subprocess
@@ -13,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
-import actlab
 from actlab.lab.config import ActivationChoice, RunSpec
 from actlab.lab.store import SCHEMA_VERSION, ResultStore, StoreError, read_results
 
+from ..cli_helpers import cli_env
 from .factories import make_result, make_spec
 
-SRC = str(Path(actlab.__file__).resolve().parents[1])
 ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -149,8 +147,7 @@ with ResultStore({path!r}) as store:
 
 def test_sigkill_during_writes_leaves_a_sound_database_with_complete_rows(tmp_path):
     code = _WRITER.format(root=ROOT, path=str(tmp_path))
-    env = {**os.environ, "PYTHONPATH": SRC}
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=cli_env())
     assert proc.stdout.readline().strip() == b"ready"
     time.sleep(0.8)
     proc.send_signal(signal.SIGKILL)

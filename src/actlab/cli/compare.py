@@ -52,7 +52,9 @@ def configure_compare(p: argparse.ArgumentParser) -> None:
     )
     what = p.add_argument_group("what to compare")
     what.add_argument("--task", type=_comma_list, metavar="NAME[,NAME]", help="task(s) (default: digits)")
-    what.add_argument("--model", type=_comma_list, metavar="NAME[,NAME]", help="model(s) (default: the task's default model)")
+    what.add_argument(
+        "--model", type=_comma_list, metavar="NAME[,NAME]", help="model(s) (default: the task's default model)"
+    )
     what.add_argument(
         "--model-option",
         action="append",
@@ -84,7 +86,9 @@ def configure_compare(p: argparse.ArgumentParser) -> None:
 
     run = p.add_argument_group("execution and output")
     run.add_argument("--workers", type=_positive, metavar="N", help="parallel processes (default: CPU cores)")
-    run.add_argument("--threads", type=_positive, metavar="N", help="torch threads per worker (default: cores / workers)")
+    run.add_argument(
+        "--threads", type=_positive, metavar="N", help="torch threads per worker (default: cores / workers)"
+    )
     run.add_argument("--out", metavar="DIR", help="output folder (default: runs/<task>-<model>)")
     run.add_argument("--config", metavar="FILE", help="study file (.toml or .json); flags override it")
     run.add_argument("--test", choices=("welch", "paired", "wilcoxon"), help="significance test (default: welch)")
@@ -175,8 +179,14 @@ class _Progress:
         if event.kind == "start":
             slot = self.free_slots.pop(0) if self.free_slots else None
             self.run_bars[event.config_hash] = (
-                tqdm(total=event.epochs, desc=self.labels.get(event.config_hash, "run"), unit="epoch",
-                     position=slot, leave=False, dynamic_ncols=True),
+                tqdm(
+                    total=event.epochs,
+                    desc=self.labels.get(event.config_hash, "run"),
+                    unit="epoch",
+                    position=slot,
+                    leave=False,
+                    dynamic_ncols=True,
+                ),
                 slot,
             )
         elif event.kind == "epoch" and event.config_hash in self.run_bars:
@@ -228,7 +238,9 @@ def run_compare(args: argparse.Namespace) -> int:
         where = ""
         if executor is not None:
             workers, threads = min(executor.workers, len(pending)), executor.threads
-            where = f" ({workers} worker{'s' * (workers != 1)}" + (f" x {threads} thread{'s' * (threads != 1)})" if threads else ")")
+            where = f" ({workers} worker{'s' * (workers != 1)}" + (
+                f" x {threads} thread{'s' * (threads != 1)})" if threads else ")"
+            )
         print(f"{len(pending) + skipped} runs: {skipped} already stored, {len(pending)} to run{where}", flush=True)
         progress.start(pending, skipped, executor.workers if executor is not None else 1)
 

@@ -97,9 +97,7 @@ def _ratio(value: float | None, reference: float | None) -> float | None:
 _SETTING_KEYS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "grad_clip", "limit", "device")
 
 
-def _table(
-    key: str, runs: list[StoredRun], baseline: str, test: str, order: Sequence[str] | None
-) -> ComparisonTable:
+def _table(key: str, runs: list[StoredRun], baseline: str, test: str, order: Sequence[str] | None) -> ComparisonTable:
     spec0 = runs[0].spec
     ok = [r for r in runs if r.result.ok]
     metric = next((r.result.metric for r in runs if r.result.metric), "metric")

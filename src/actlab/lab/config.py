@@ -348,7 +348,9 @@ def _non_negative_float(name: str, value: Any, *, positive: bool = False, allow_
 def _check_training(where: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(settings) - set(TRAINING_KEYS) - {"data_dir"}
     if unknown:
-        raise ConfigError(f"{where}: unknown setting(s) {sorted(unknown)}; allowed: {', '.join(TRAINING_KEYS)}, data_dir")
+        raise ConfigError(
+            f"{where}: unknown setting(s) {sorted(unknown)}; allowed: {', '.join(TRAINING_KEYS)}, data_dir"
+        )
     out = dict(settings)
     if "epochs" in out:
         _positive_int(f"{where}: epochs", out["epochs"])
@@ -500,7 +502,9 @@ class StudyConfig:
         """Build from a mapping with the config-file keys (see ``docs/lab.md``)."""
         unknown = set(data) - _STUDY_KEYS
         if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)}; known keys: {', '.join(sorted(_STUDY_KEYS))}")
+            raise ConfigError(
+                f"{source}: unknown key(s) {sorted(unknown)}; known keys: {', '.join(sorted(_STUDY_KEYS))}"
+            )
         kw = dict(data)
         for key in ("tasks", "models"):
             if isinstance(kw.get(key), str):

@@ -29,7 +29,16 @@ from typing import Any
 from .config import RunSpec
 from .runner import RunResult, execute_run
 
-__all__ = ["RunEvent", "Executor", "SerialExecutor", "LocalExecutor", "ExecutorError", "make_executor", "plan_workers", "cpu_count"]
+__all__ = [
+    "RunEvent",
+    "Executor",
+    "SerialExecutor",
+    "LocalExecutor",
+    "ExecutorError",
+    "make_executor",
+    "plan_workers",
+    "cpu_count",
+]
 
 
 @dataclass(frozen=True)
@@ -97,7 +106,9 @@ class SerialExecutor(Executor):
                     on_event(RunEvent("start", key, 0, spec.epochs))
                 progress = None
                 if on_event is not None:
-                    progress = lambda epoch, epochs, metrics, _k=key: on_event(RunEvent("epoch", _k, epoch, epochs, metrics))
+                    progress = lambda epoch, epochs, metrics, _k=key: on_event(
+                        RunEvent("epoch", _k, epoch, epochs, metrics)
+                    )
                 yield execute_run(spec, progress)
         finally:
             torch.set_num_threads(previous)

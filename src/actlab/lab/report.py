@@ -121,7 +121,9 @@ def _caption(table: ComparisonTable) -> str:
     direction = "higher is better" if table.higher_is_better else "lower is better"
     n = len(table.seeds)
     test = {"welch": "Welch's t-test", "paired": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test"}[table.test]
-    return f"{table.title}: test {table.metric} ({direction}), {n} seed{'s' * (n != 1)}, {test} against {table.baseline}"
+    return (
+        f"{table.title}: test {table.metric} ({direction}), {n} seed{'s' * (n != 1)}, {test} against {table.baseline}"
+    )
 
 
 def _settings_line(table: ComparisonTable) -> str:
@@ -224,7 +226,9 @@ def _bars(table: ComparisonTable, colours) -> Figure | None:
     ax.set_xticks(x, [r.label + (" *" if r.is_baseline else "") for r in rows], rotation=30, ha="right")
     ax.set_ylabel(f"test {table.metric}")
     ax.set_title(f"{table.title}: mean, 95% CI and each seed")
-    return Figure("metric", f"Test {table.metric}: bars are means, error bars 95% CIs, dots single seeds (* baseline).", _png(fig))
+    return Figure(
+        "metric", f"Test {table.metric}: bars are means, error bars 95% CIs, dots single seeds (* baseline).", _png(fig)
+    )
 
 
 def _curves(table: ComparisonTable, colours) -> Figure | None:
@@ -256,7 +260,11 @@ def _curves(table: ComparisonTable, colours) -> Figure | None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[1].legend(fontsize=8, ncols=2)
     fig.suptitle(f"{table.title}: training curves (mean ± std over seeds)")
-    return Figure("curves", "Training loss and validation metric per epoch; bands are ± one standard deviation over seeds.", _png(fig))
+    return Figure(
+        "curves",
+        "Training loss and validation metric per epoch; bands are ± one standard deviation over seeds.",
+        _png(fig),
+    )
 
 
 def _times(table: ComparisonTable, colours) -> Figure | None:
@@ -285,43 +293,39 @@ def _initial_curve(row: ActivationRow) -> np.ndarray | None:
 
 
 def _shapes(table: ComparisonTable, colours) -> list[Figure]:
+    """Per trainable activation: :func:`actlab.plot_sites` of the first seed, the other seeds and the initial shape over it."""
+    from ..plotting import plot_sites
+    from .runner import site_report
+
     figures = []
     for row in table.rows:
         snapshots = [r.result.activations for r in row.runs if r.result.ok and r.result.activations]
         if not snapshots or not any(site.get("trainable") for site in snapshots[0]):
             continue  # fixed activations: nothing was learned
-        sites = [s["site"] for s in snapshots[0]]
-        cols = min(4, len(sites))
-        nrows = -(-len(sites) // cols)
-        fig = _new_figure(3 * cols, 2.6 * nrows)
-        axes = np.atleast_1d(fig.subplots(nrows, cols, squeeze=False)).ravel()
-        x = np.asarray(snapshots[0][0]["x"])
-        initial = _initial_curve(row)
-        for i, site in enumerate(sites):
-            ax = axes[i]
-            if initial is not None:
-                ax.plot(x, initial, color="0.5", ls="--", lw=1, label="initial")
-            for seed_index, snapshot in enumerate(snapshots):
-                record = snapshot[i] if i < len(snapshot) else None
-                if not record or record.get("y") is None:
-                    continue
-                curves = np.asarray(record["y"])
-                alpha = 0.9 if len(curves) == 1 else max(0.1, 0.9 / np.sqrt(len(curves)))
-                for j, curve in enumerate(curves):
-                    ax.plot(x, curve, color=colours[row.label], lw=1, alpha=alpha, label="learned" if seed_index == j == 0 else None)
-            ax.set_title(site or "(model)", fontsize=9)
-            ax.axhline(0, color="0.85", lw=0.5)
-            ax.axvline(0, color="0.85", lw=0.5)
-        for ax in axes[len(sites):]:
+        reports = [site_report(record) for record in snapshots[0]]
+        cols = min(4, len(reports))
+        fig = _new_figure(3.4 * cols, 2.7 * -(-len(reports) // cols))
+        axes = list(np.asarray(fig.subplots(-(-len(reports) // cols), cols, squeeze=False)).ravel())
+        for ax in axes[len(reports) :]:
             ax.set_visible(False)
-        axes[0].legend(fontsize=8)
-        fig.suptitle(f"{row.label}: learned shape per layer ({len(snapshots)} seed{'s' * (len(snapshots) != 1)})")
+        axes = axes[: len(reports)]
+        seeds = len(snapshots)
+        plot_sites(reports, axes=axes, title=f"{row.label}: learned shape per layer ({seeds} seed{'s' * (seeds != 1)})")
+        initial = _initial_curve(row)
+        for i, ax in enumerate(axes):
+            for snapshot in snapshots[1:]:  # the other seeds, thinner (channel mean)
+                if i < len(snapshot):
+                    other = np.asarray(snapshot[i]["y"]).mean(axis=0)
+                    ax.plot(reports[i].x, other, color=colours[row.label], lw=0.9, alpha=0.6)
+            if initial is not None:
+                ax.plot(reports[i].x, initial, color="0.45", ls="--", lw=1, label="initial")
+        axes[0].legend(fontsize=8, frameon=False, loc="best")
         safe = "".join(ch if ch.isalnum() else "_" for ch in row.label)
         figures.append(
             Figure(
                 f"shapes-{safe}",
-                f"{row.label}: shape at the end of training at each activation site, one line per seed "
-                "(and per channel when parameters are per channel); dashed: the initial shape.",
+                f"{row.label}: shape at the end of training at each activation site (first seed, with the "
+                "channel range when parameters are per channel; thin lines: the other seeds; dashed: the initial shape).",
                 _png(fig),
             )
         )
@@ -428,7 +432,14 @@ def _environment_lines(tables: Sequence[ComparisonTable]) -> list[str]:
             for r in row.runs:
                 env = r.result.environment
                 if env:
-                    key = (env.get("actlab"), env.get("torch"), env.get("python"), env.get("platform"), env.get("threads"), env.get("device"))
+                    key = (
+                        env.get("actlab"),
+                        env.get("torch"),
+                        env.get("python"),
+                        env.get("platform"),
+                        env.get("threads"),
+                        env.get("device"),
+                    )
                     envs[key] = env
     return [
         f"actlab {k[0]}, torch {k[1]}, Python {k[2]}, {k[3]}, {k[4]} thread(s) per run, device {k[5]}" for k in envs

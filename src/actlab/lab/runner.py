@@ -45,6 +45,7 @@ __all__ = [
     "parameter_groups",
     "snapshot_activations",
     "initial_shape",
+    "site_report",
     "EVAL_BATCH_SIZE",
 ]
 
@@ -220,7 +221,7 @@ def _make_optimizer(spec: RunSpec, model: nn.Module) -> torch.optim.Optimizer:
 
 
 def _site_record(site) -> dict[str, Any]:
-    """A JSON-ready copy of one :class:`actlab.inspection.SiteReport`."""
+    """A JSON-ready copy of one :class:`actlab.inspection.SiteReport` (see :func:`site_report`)."""
     return {
         "site": site.name,
         "class": site.type,
@@ -228,7 +229,23 @@ def _site_record(site) -> dict[str, Any]:
         "parameters": {k: np.asarray(v).tolist() for k, v in site.parameters.items()},
         "x": site.x.tolist(),
         "y": site.y.tolist(),
+        "elementwise": site.elementwise,
     }
+
+
+def site_report(record: Mapping[str, Any]):
+    """The :class:`actlab.inspection.SiteReport` of a stored snapshot record."""
+    from ..inspection import SiteReport
+
+    return SiteReport(
+        name=record["site"],
+        type=record["class"],
+        registry_name=record.get("registry_name"),
+        parameters={k: np.asarray(v) for k, v in record.get("parameters", {}).items()},
+        x=np.asarray(record["x"], dtype=np.float64),
+        y=np.asarray(record["y"], dtype=np.float64),
+        elementwise=record.get("elementwise", True),
+    )
 
 
 def snapshot_activations(model: nn.Module) -> list[dict[str, Any]]:
@@ -403,7 +420,9 @@ def _train(spec: RunSpec, result: RunResult, progress: ProgressCallback | None) 
     result.activations = snapshot_activations(model)
     model.load_state_dict(best_state)
     x_test, y_test = to_device(data.x_test), to_device(data.y_test)
-    result.test_metrics = {k: float(v) for k, v in task.evaluate(model, x_test, y_test, batch_size=EVAL_BATCH_SIZE).items()}
+    result.test_metrics = {
+        k: float(v) for k, v in task.evaluate(model, x_test, y_test, batch_size=EVAL_BATCH_SIZE).items()
+    }
     result.epoch_time_s = float(np.median([h["train_s"] for h in result.history]))
     if device.type == "cuda":
         result.cuda_peak_bytes = int(torch.cuda.max_memory_allocated(device))

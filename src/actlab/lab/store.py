@@ -121,7 +121,9 @@ class ResultStore:
     def __init__(self, location: str | os.PathLike, *, create: bool = True) -> None:
         self.path = database_path(location)
         if not create and not self.path.exists():
-            raise StoreError(f"no results database at {self.path} (run `actlab compare --out {self.path.parent}` first)")
+            raise StoreError(
+                f"no results database at {self.path} (run `actlab compare --out {self.path.parent}` first)"
+            )
         if create:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -164,4 +164,3 @@ def run_study(
 
         outcome.report = write_report(out_dir, outcome.tables, command=command)
     return outcome
-
