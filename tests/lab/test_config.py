@@ -122,6 +122,8 @@ def test_precedence_flag_then_task_settings_then_study_then_default():
         epochs=5, batch_size=64, lr=0.01, weight_decay=0.0, optimizer="adam", grad_clip=None, limit=50
     )
     assert c.training_for("iris")["epochs"] == 10
+    assert StudyConfig().training_for("digits")["epochs"] == 30  # built-in per-task default
+    assert StudyConfig().training_for("sines2d")["epochs"] == 20  # generic default
     flagged = c.merged({"epochs": 2, "batch_size": None})
     assert flagged.training_for("digits")["epochs"] == 2 and flagged.training_for("digits")["limit"] == 50
 
