@@ -253,14 +253,11 @@ def run_compare(args: argparse.Namespace) -> int:
             on_event=progress.event,
             on_result=progress.result,
             report=not args.no_report,
-            command="actlab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "actlab compare",
+            command="actlab " + shlex.join(args._argv),
         )
-    except ConfigError as err:
-        raise UsageError(str(err)) from None
-    except StoreError as err:
+    except (ConfigError, StoreError) as err:
         raise UsageError(str(err)) from None
     except ExecutorError as err:
-        progress.close()
         print(f"actlab compare: error: {err}", file=sys.stderr)
         return 1
     finally:
@@ -326,6 +323,6 @@ def run_results(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     if args.report:
-        md, html = write_report(path.parent, tables, command="actlab results " + " ".join(sys.argv[2:]))
+        md, html = write_report(path.parent, tables, command="actlab " + shlex.join(args._argv))
         print(f"report:  {md}  {html}", file=sys.stderr)
     return 0

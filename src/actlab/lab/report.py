@@ -456,7 +456,9 @@ def write_report(
     out = Path(out_dir)
     doc = _Document("actlab comparison report")
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    doc.add("p", f"Generated {stamp}." + (f" Command: {command}" if command else ""))
+    doc.add("p", f"Generated {stamp}" + (" by:" if command else "."))
+    if command:
+        doc.add("code", command)
     env = _environment_lines(tables)
     if env:
         doc.add("list", env)
