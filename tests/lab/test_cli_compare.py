@@ -244,3 +244,20 @@ depth = 1
     config.write_text('taks = ["digits"]\n')
     code, _, err = run_main(capsys, "compare", "--config", str(config))
     assert code == 2 and "unknown key(s) ['taks']" in err
+
+
+def test_failed_runs_are_stored_skipped_on_resume_and_retried_on_request(capsys, tmp_path):
+    argv = ["compare", "--activations", "relu", "--optimizer", "sgd", "--lr", "1e12", "--seeds", "1", "--epochs", "2"]
+    argv += ["--limit", "100", "--model-option", "hidden=8", "--workers", "1", "--threads", "1"]
+    argv += ["--out", str(tmp_path), "--quiet", "--no-report"]
+    code, out, _ = run_main(capsys, *argv)
+    assert code == 0
+    assert "FAILED: diverged at epoch" in out
+    assert "relu (baseline)  failed" in out and "relu: 1 of 1 runs failed (diverged at epoch" in out
+    code, out, _ = run_main(capsys, *argv)
+    assert code == 0 and "1 runs: 1 already stored, 0 to run" in out
+    code, out, _ = run_main(capsys, *argv, "--retry-failed")
+    assert code == 0 and "1 runs: 0 already stored, 1 to run" in out and "FAILED: diverged" in out
+    assert [r.result.status for r in actlab.lab.load_results(tmp_path)] == ["failed"]
+    code, _, err = run_main(capsys, "results", str(tmp_path), "--report")
+    assert code == 0 and "report.html" in err and (tmp_path / "report.html").exists()
