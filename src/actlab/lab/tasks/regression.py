@@ -29,6 +29,12 @@ class Sines2D(RegressionTask):
     seed. Neither inputs nor targets are normalised (the target already lies in
     about [-1, 1]). The matching model is ``regression_mlp`` (DiTAC's
     2 -> 50 -> 1 ``mlp_double_2d``).
+
+    The target is hard for that small network, which is the demo's point.
+    Measured with DiTAC's schedule (Adam, lr 5e-3, 10 000 steps of 98 samples,
+    drawn from the training set): test R² 0.02 with GELU or Tanh, 0.68 with
+    ReLU; a 4 x 128 GELU ``mlp`` reaches 0.99. Short schedules (lr 1e-3, 20
+    epochs) leave the 2 -> 50 -> 1 GELU network at R² ~ 0.
     """
 
     name = "sines2d"
