@@ -10,7 +10,7 @@ Quick start::
     actlab.info("zorro").provenance
 """
 
-from . import functional
+from . import cpab, functional
 from ._version import __version__
 from .activations import (
     AGLU,
@@ -20,6 +20,7 @@ from .activations import (
     SAU,
     SRS,
     AsymmetricZorro,
+    DiTAC,
     GELUTanh,
     Serf,
     SigmoidZorro,
@@ -65,4 +66,5 @@ __all__ = [
     "PAU",
     "Swish",
     "GELUTanh",
+    "DiTAC",
 ]

@@ -1,8 +1,9 @@
 """The activation families, one module each. Importing this package registers them all."""
 
-from . import apa, baselines, eelu, pau, sau, serf, sqish, srs, swish, zorro
+from . import apa, baselines, ditac, eelu, pau, sau, serf, sqish, srs, swish, zorro
 from .apa import AGLU, APA
 from .baselines import GELUTanh
+from .ditac import DiTAC
 from .eelu import EELU
 from .pau import PAU
 from .sau import SAU
@@ -28,4 +29,5 @@ __all__ = [
     "PAU",
     "Swish",
     "GELUTanh",
+    "DiTAC",
 ]
