@@ -15,8 +15,9 @@ through the ``alpha`` property, so no optimizer step can break it.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Sequence, Union
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -53,9 +54,13 @@ class Real:
 
 @dataclass(frozen=True)
 class Positive:
-    """``value = softplus(raw) + floor``: strictly above ``floor`` after any update."""
+    """``value = softplus(raw) + floor``: strictly above ``floor`` after any update.
 
-    floor: float = 0.0
+    The floor must be positive for "strictly positive" to survive floating point:
+    softplus underflows to exactly 0 for raw < -104 in float32.
+    """
+
+    floor: float = 1e-6
     reparameterised: ClassVar[bool] = True
 
     @property
@@ -73,8 +78,8 @@ class Positive:
             raise ValueError(f"{name} must be a finite number > {self.floor:g}, got {value}")
 
 
-Constraint = Union[Real, Positive]
-ParamDefault = Union[float, Sequence[float]]
+Constraint = Real | Positive
+ParamDefault = float | Sequence[float]
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,11 @@ class ParametricActivation(Activation):
         super().__init_subclass__(**kwargs)
         for p in cls.__dict__.get("params", ()):
             if p.constraint.reparameterised and not isinstance(cls.__dict__.get(p.name), property):
-                setattr(cls, p.name, property(lambda self, _n=p.name: self.values()[_n], doc=f"{p.name} ({p.constraint.description})"))
+                setattr(
+                    cls,
+                    p.name,
+                    property(lambda self, _n=p.name: self.values()[_n], doc=f"{p.name} ({p.constraint.description})"),
+                )
 
     def __init__(
         self,
@@ -172,7 +181,9 @@ class ParametricActivation(Activation):
             self.params = tuple(params)
         name = type(self).__name__
         if isinstance(num_parameters, bool) or not isinstance(num_parameters, int) or num_parameters < 1:
-            raise ValueError(f"{name}: num_parameters must be a positive integer (1 = shared, C = per channel), got {num_parameters!r}")
+            raise ValueError(
+                f"{name}: num_parameters must be a positive integer (1 = shared, C = per channel), got {num_parameters!r}"
+            )
         if isinstance(channel_dim, bool) or not isinstance(channel_dim, int):
             raise ValueError(f"{name}: channel_dim must be an integer axis, got {channel_dim!r}")
         if dtype is not None and not dtype.is_floating_point:
@@ -257,7 +268,9 @@ class ParametricActivation(Activation):
     # -- metadata -------------------------------------------------------------------------
     @classmethod
     def parameter_infos(cls) -> tuple[ParameterInfo, ...]:
-        return tuple(ParameterInfo(p.name, p.default, p.description or p.constraint.description, True) for p in cls.params)
+        return tuple(
+            ParameterInfo(p.name, p.default, p.description or p.constraint.description, True) for p in cls.params
+        )
 
     def extra_repr(self) -> str:
         parts = []

@@ -1,6 +1,6 @@
 """The activation families, one module each. Importing this package registers them all."""
 
-from . import apa, baselines, ditac, eelu, pau, sau, serf, sqish, srs, swish, zorro
+from . import apa, baselines, ditac, eelu, pau, sau, serf, sqish, srs, swish, zorro  # noqa: F401  (registers them)
 from .apa import AGLU, APA
 from .baselines import GELUTanh
 from .ditac import DiTAC

@@ -20,12 +20,10 @@ The released ``UniRect`` backward drops the ``softplus(-u)·p/λ²`` part of ∂
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from .._math import softplus
 from ..base import Param, ParametricActivation, Positive, Real, check_numbers
 from ..elementwise import ElementwiseOp, ParamLike, apply
 from ..registry import register
@@ -37,7 +35,7 @@ _KZ_LIMIT = 1e30
 
 def _log_apa(z: Tensor, lam: Tensor, kappa: Tensor) -> tuple[Tensor, Tensor]:
     u = (kappa * z).clamp(-_KZ_LIMIT, _KZ_LIMIT) - torch.log(lam)
-    return -F.softplus(-u) / lam, u
+    return -softplus(-u) / lam, u
 
 
 def _apa_partials(z: Tensor, lam: Tensor, kappa: Tensor):
@@ -76,13 +74,17 @@ AGLU_OP = ElementwiseOp("aglu", ("lam", "kappa"), _aglu_forward, _aglu_derivativ
 _PARAMS = (Param("lam", 1.0, Positive(1e-4)), Param("kappa", 1.0, Real()))
 
 
-def apa(z: Tensor, lam: ParamLike = 1.0, kappa: ParamLike = 1.0, *, channel_dim: int = 1, backend: str | None = None) -> Tensor:
+def apa(
+    z: Tensor, lam: ParamLike = 1.0, kappa: ParamLike = 1.0, *, channel_dim: int = 1, backend: str | None = None
+) -> Tensor:
     r"""Adaptive Parametric Activation :math:`(\lambda e^{-\kappa z} + 1)^{-1/\lambda}`. See :class:`APA`."""
     check_numbers("apa", _PARAMS, (lam, kappa))
     return apply(APA_OP, z, (lam, kappa), channel_dim=channel_dim, backend=backend)
 
 
-def aglu(z: Tensor, lam: ParamLike = 1.0, kappa: ParamLike = 1.0, *, channel_dim: int = 1, backend: str | None = None) -> Tensor:
+def aglu(
+    z: Tensor, lam: ParamLike = 1.0, kappa: ParamLike = 1.0, *, channel_dim: int = 1, backend: str | None = None
+) -> Tensor:
     r"""AGLU :math:`z\,\mathrm{APA}(z)`. See :class:`AGLU`."""
     check_numbers("aglu", _PARAMS, (lam, kappa))
     return apply(AGLU_OP, z, (lam, kappa), channel_dim=channel_dim, backend=backend)
@@ -157,7 +159,8 @@ class _APABase(ParametricActivation):
     notes="A gating function in (0, 1): the sigmoid at lam = kappa = 1, the Gumbel CDF as lam → 0.",
 )
 class APA(_APABase):
-    __doc__ = r"""Applies the Adaptive Parametric Activation element-wise:
+    __doc__ = (
+        r"""Applies the Adaptive Parametric Activation element-wise:
 
     .. math::
         \mathrm{APA}(z) = \left(\lambda e^{-\kappa z} + 1\right)^{-1/\lambda}
@@ -166,12 +169,15 @@ class APA(_APABase):
     CDF :math:`\exp(-e^{-\kappa z})` as λ → 0, a step as κ → ∞. In the paper it
     is used inside attention gates (SE, CBAM); :class:`AGLU` is the form used as
     a hidden-layer activation.
-    """ + _DOC_COMMON + r"""
+    """
+        + _DOC_COMMON
+        + r"""
     Examples::
 
         >>> m = actlab.APA()
         >>> y = m(torch.randn(4, 8))
     """
+    )
 
     op = APA_OP
 
@@ -190,17 +196,21 @@ class APA(_APABase):
     notes="SiLU at lam = kappa = 1; close to GELU at lam = 1, kappa ≈ 1.702. The released λ-gradient bug is fixed.",
 )
 class AGLU(_APABase):
-    __doc__ = r"""Applies the Adaptive Generalised Linear Unit element-wise:
+    __doc__ = (
+        r"""Applies the Adaptive Generalised Linear Unit element-wise:
 
     .. math::
         \mathrm{AGLU}(z) = z\,\left(\lambda e^{-\kappa z} + 1\right)^{-1/\lambda}
 
     SiLU at λ = κ = 1, close to GELU at λ = 1, κ ≈ 1.702, ReLU as κ → ∞.
-    """ + _DOC_COMMON + r"""
+    """
+        + _DOC_COMMON
+        + r"""
     Examples::
 
         >>> m = actlab.AGLU()
         >>> y = m(torch.randn(4, 8))
     """
+    )
 
     op = AGLU_OP

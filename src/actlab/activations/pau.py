@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from importlib import resources
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -80,7 +80,7 @@ def _scaled_parts(x: Tensor, m: int, n: int, params: Sequence[Tensor]):
     return mono, a, b, numerator, denominator
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pau_op(m: int, n: int) -> ElementwiseOp:
     """The :class:`ElementwiseOp` of a rational function of degrees (m, n)."""
 
@@ -102,7 +102,7 @@ def pau_op(m: int, n: int) -> ElementwiseOp:
     return ElementwiseOp(f"pau_{m}_{n}", names, forward, derivatives)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pau_presets() -> dict:
     """Coefficient presets: ``{init name: {"m,n": {"numerator": [...], "denominator": [...], ...}}}``."""
     text = resources.files("actlab").joinpath("data/pau_presets.json").read_text(encoding="utf-8")
@@ -124,7 +124,14 @@ def _preset(init: str, degrees: tuple[int, int]) -> tuple[tuple[float, ...], tup
     return tuple(entry["numerator"]), tuple(entry["denominator"])
 
 
-def pau(x: Tensor, numerator: Sequence[ParamLike], denominator: Sequence[ParamLike], *, channel_dim: int = 1, backend: str | None = None) -> Tensor:
+def pau(
+    x: Tensor,
+    numerator: Sequence[ParamLike],
+    denominator: Sequence[ParamLike],
+    *,
+    channel_dim: int = 1,
+    backend: str | None = None,
+) -> Tensor:
     """Rational function P/Q (version A). ``numerator`` = (a_0..a_m), ``denominator`` = (b_1..b_n).
 
     Each coefficient is a number, a scalar tensor or a per-channel 1-D tensor.
@@ -228,6 +235,11 @@ class PAU(ParametricActivation):
             preset_num, preset_den = _preset(init, degrees)
             numerator = preset_num if numerator is None else numerator
             denominator = preset_den if denominator is None else denominator
+        if len(numerator) != m + 1 or len(denominator) != n:
+            raise ValueError(
+                f"PAU: degrees {degrees} need {m + 1} numerator and {n} denominator coefficients, "
+                f"got {len(numerator)} and {len(denominator)}"
+            )
         self.degrees = degrees
         self.init = init
         self.op = pau_op(m, n)

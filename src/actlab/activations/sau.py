@@ -7,15 +7,16 @@ form (derived, and checked against numerical convolution in the tests) is
     \mathrm{SAU}(x) = \frac{1+\alpha}{2}x + \frac{1-\alpha}{2}\,x\,\mathrm{erf}\!\Big(\frac{x}{\sqrt2\,\sigma}\Big)
         + (1-\alpha)\frac{\sigma}{\sqrt{2\pi}}\,e^{-x^2/(2\sigma^2)}
 
-Its derivatives are short because the Gaussian terms cancel:
+It is evaluated as :math:`x\,(1 - (1-\alpha)\Phi(-x/\sigma)) + (1-\alpha)\,\sigma\,\varphi(x/\sigma)`
+(Φ, φ the standard normal CDF and density, Φ(-z) = erfc(z/√2)/2), which has no
+cancellation: the expanded form ``(1+α)/2·x + (1-α)/2·x·erf`` is ∞ - ∞ for large
+α·x. The derivatives are short because the Gaussian terms cancel:
 
-    ∂/∂x = (1+α)/2 + (1-α)/2·erf(x/(√2σ)),
-    ∂/∂α = x/2·(1 - erf(x/(√2σ))) - σ/√(2π)·e^{-x²/2σ²},
-    ∂/∂σ = (1-α)/√(2π)·e^{-x²/2σ²}.
+    ∂/∂x = 1 - (1-α)·Φ(-x/σ),   ∂/∂α = x·Φ(-x/σ) - σ·φ(x/σ),   ∂/∂σ = (1-α)·φ(x/σ).
 
-Numerics. For |x/σ| > 40, erf is exactly ±1 and the Gaussian exactly 0 in
-float32 and float64; those inputs are routed around erf/exp (double-where) so
-that the unused branches cannot put ∞·0 into autograd's gradients.
+Numerics. For |x/σ| > 40, Φ is exactly 0 or 1 and φ exactly 0 in float32 and
+float64; those inputs are routed around erfc/exp (double-where) so that the
+unused branches cannot put ∞·0 into autograd's gradients.
 """
 
 from __future__ import annotations
@@ -36,27 +37,24 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SATURATION = 40.0
 
 
-def _erf_and_gauss(x: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
-    """erf(x/(√2σ)) and exp(-x²/(2σ²)), exact at saturation and autograd-safe."""
+def _tail_and_density(x: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
+    """Φ(-x/σ) and φ(x/σ), exact at saturation and autograd-safe."""
     z = x / sigma
     saturated = z.abs() > _SATURATION
     z_safe = torch.where(saturated, torch.zeros_like(z), z)
-    erf = torch.where(saturated, torch.sign(z), torch.erf(z_safe * _INV_SQRT2))
-    gauss = torch.where(saturated, torch.zeros_like(z), torch.exp(-0.5 * z_safe * z_safe))
-    return erf, gauss
+    tail = torch.where(saturated, (z < 0).to(z.dtype), 0.5 * torch.special.erfc(z_safe * _INV_SQRT2))
+    density = torch.where(saturated, torch.zeros_like(z), _INV_SQRT_2PI * torch.exp(-0.5 * z_safe * z_safe))
+    return tail, density
 
 
 def _forward(x: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
-    erf, gauss = _erf_and_gauss(x, sigma)
-    return 0.5 * (1 + alpha) * x + 0.5 * (1 - alpha) * x * erf + (1 - alpha) * sigma * _INV_SQRT_2PI * gauss
+    tail, density = _tail_and_density(x, sigma)
+    return x * (1 - (1 - alpha) * tail) + (1 - alpha) * sigma * density
 
 
 def _derivatives(x: Tensor, alpha: Tensor, sigma: Tensor):
-    erf, gauss = _erf_and_gauss(x, sigma)
-    d_x = 0.5 * (1 + alpha) + 0.5 * (1 - alpha) * erf
-    d_alpha = 0.5 * x * (1 - erf) - sigma * _INV_SQRT_2PI * gauss
-    d_sigma = (1 - alpha) * _INV_SQRT_2PI * gauss
-    return d_x, d_alpha, d_sigma
+    tail, density = _tail_and_density(x, sigma)
+    return 1 - (1 - alpha) * tail, x * tail - sigma * density, (1 - alpha) * density
 
 
 SAU_OP = ElementwiseOp("sau", ("alpha", "sigma"), _forward, _derivatives)
@@ -64,7 +62,9 @@ SAU_OP = ElementwiseOp("sau", ("alpha", "sigma"), _forward, _derivatives)
 _PARAMS = (Param("alpha", 0.01, Real()), Param("sigma", 1.0, Positive(1e-4)))
 
 
-def sau(x: Tensor, alpha: ParamLike = 0.01, sigma: ParamLike = 1.0, *, channel_dim: int = 1, backend: str | None = None) -> Tensor:
+def sau(
+    x: Tensor, alpha: ParamLike = 0.01, sigma: ParamLike = 1.0, *, channel_dim: int = 1, backend: str | None = None
+) -> Tensor:
     """Smooth Activation Unit (Gaussian-smoothed Leaky-ReLU). See :class:`SAU`."""
     check_numbers("sau", _PARAMS, (alpha, sigma))
     return apply(SAU_OP, x, (alpha, sigma), channel_dim=channel_dim, backend=backend)

@@ -19,9 +19,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from .._math import softplus
 from ..base import Activation
 from ..elementwise import ElementwiseOp, apply
 from ..registry import register
@@ -39,11 +39,11 @@ def _forward(x: Tensor) -> Tensor:
     # Autograd would form x·(2/√π) = -∞ for x near the float limit and multiply it
     # by sigmoid(x) = 0; such inputs are routed to 0, which is their exact value.
     x = torch.where(x < _NEGLIGIBLE, torch.zeros_like(x), x)
-    return x * torch.erf(F.softplus(x))
+    return x * torch.erf(softplus(x))
 
 
 def _derivatives(x: Tensor) -> tuple[Tensor]:
-    sp = F.softplus(x)
+    sp = softplus(x)
     return (torch.erf(sp) + x * torch.sigmoid(x) * (_TWO_OVER_SQRT_PI * torch.exp(-sp * sp)),)
 
 

@@ -23,9 +23,9 @@ which never overflows. With w = ln β - 2γcx, c = 1 - α:
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from .._math import softplus
 from ..base import Param, ParametricActivation, Positive, Real, check_numbers
 from ..elementwise import ElementwiseOp, ParamLike, apply
 from ..registry import register
@@ -39,7 +39,7 @@ def _gate(x: Tensor, alpha: Tensor, beta: Tensor, gamma: Tensor) -> tuple[Tensor
     # The clamp only acts where the gate is already exactly 0 or 1; it keeps
     # softplus finite so that no ∞·0 reaches the gradients.
     w = (torch.log(beta) - 2 * gamma * (1 - alpha) * x).clamp(-_ARG_LIMIT, _ARG_LIMIT)
-    return torch.exp(-0.5 * F.softplus(w)), w
+    return torch.exp(-0.5 * softplus(w)), w
 
 
 def _forward(x, alpha, beta, gamma):

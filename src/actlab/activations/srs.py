@@ -91,7 +91,9 @@ def srs(
     """
     check_numbers("srs", _PARAMS, (alpha, beta))
     if not isinstance(alpha, Tensor) and not isinstance(beta, Tensor) and beta >= math.e * alpha:
-        raise ValueError(f"srs: beta must be < e·alpha = {math.e * alpha:.4g} (got beta={beta}); the denominator has a zero otherwise")
+        raise ValueError(
+            f"srs: beta must be < e·alpha = {math.e * alpha:.4g} (got beta={beta}); the denominator has a zero otherwise"
+        )
     return apply(SRS_OP, x, (alpha, beta), channel_dim=channel_dim, backend=backend)
 
 
@@ -208,5 +210,7 @@ class SRS(ParametricActivation):
         return {"alpha": alpha, "beta": alpha * ratio}
 
     def _to_raw(self, values):
-        fraction = (values["beta"] / values["alpha"] - _MIN_BETA_OVER_ALPHA) / (MAX_BETA_OVER_ALPHA - _MIN_BETA_OVER_ALPHA)
+        fraction = (values["beta"] / values["alpha"] - _MIN_BETA_OVER_ALPHA) / (
+            MAX_BETA_OVER_ALPHA - _MIN_BETA_OVER_ALPHA
+        )
         return {"alpha": _PARAMS[0].constraint.to_raw(values["alpha"]), "beta": torch.logit(fraction)}

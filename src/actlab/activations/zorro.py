@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._math import softplus
 from ..base import Param, ParametricActivation, Positive, Real, check_numbers
 from ..elementwise import ElementwiseOp, ParamLike, apply
 from ..registry import register
@@ -65,7 +66,7 @@ def _distance(u: Tensor) -> Tensor:
 def _hump(d: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(T, h, d capped) for d >= 0."""
     d = torch.minimum(d, _HUMP_LIMIT / a)
-    h = torch.exp(-a * d + F.softplus(-a * b) - F.softplus(-a * (d + b)))
+    h = torch.exp(-a * d + softplus(-a * b) - softplus(-a * (d + b)))
     return d * h, h, d
 
 
@@ -201,7 +202,9 @@ _TANH_PARAMS = (Param("slope", 1.0, Positive()), Param("a", 4.0, Positive()), Pa
 _SLOPED_PARAMS = (_A, _B, Param("slope", 1.0, Real()))
 
 
-def zorro(x: Tensor, a: ParamLike = 1.2, b: ParamLike = 1.0, *, channel_dim: int = 1, backend: str | None = None) -> Tensor:
+def zorro(
+    x: Tensor, a: ParamLike = 1.2, b: ParamLike = 1.0, *, channel_dim: int = 1, backend: str | None = None
+) -> Tensor:
     """Symmetric-Zorro (a > 0, b > 0). See :class:`Zorro`."""
     check_numbers("zorro", _SYM_PARAMS, (a, b))
     return apply(ZORRO_OP, x, (a, b), channel_dim=channel_dim, backend=backend)
@@ -224,7 +227,13 @@ def zorro_asymmetric(
 
 
 def zorro_sigmoid(
-    x: Tensor, slope: ParamLike = 0.5, a: ParamLike = 4.0, b: ParamLike = 2.0, *, channel_dim: int = 1, backend: str | None = None
+    x: Tensor,
+    slope: ParamLike = 0.5,
+    a: ParamLike = 4.0,
+    b: ParamLike = 2.0,
+    *,
+    channel_dim: int = 1,
+    backend: str | None = None,
 ) -> Tensor:
     """Sigmoid-Zorro: Z(slope·x + 1/2). See :class:`SigmoidZorro`."""
     check_numbers("zorro_sigmoid", _SIGMOID_PARAMS, (slope, a, b))
@@ -232,7 +241,13 @@ def zorro_sigmoid(
 
 
 def zorro_tanh(
-    x: Tensor, slope: ParamLike = 1.0, a: ParamLike = 4.0, b: ParamLike = 2.0, *, channel_dim: int = 1, backend: str | None = None
+    x: Tensor,
+    slope: ParamLike = 1.0,
+    a: ParamLike = 4.0,
+    b: ParamLike = 2.0,
+    *,
+    channel_dim: int = 1,
+    backend: str | None = None,
 ) -> Tensor:
     """Tanh-Zorro: 2·Z((slope·x + 1)/2) - 1. See :class:`TanhZorro`."""
     check_numbers("zorro_tanh", _TANH_PARAMS, (slope, a, b))
@@ -240,7 +255,13 @@ def zorro_tanh(
 
 
 def zorro_sloped(
-    x: Tensor, a: ParamLike = 1.2, b: ParamLike = 1.0, slope: ParamLike = 1.0, *, channel_dim: int = 1, backend: str | None = None
+    x: Tensor,
+    a: ParamLike = 1.2,
+    b: ParamLike = 1.0,
+    slope: ParamLike = 1.0,
+    *,
+    channel_dim: int = 1,
+    backend: str | None = None,
 ) -> Tensor:
     """Sloped-Zorro (reconstruction). See :class:`SlopedZorro`."""
     check_numbers("zorro_sloped", _SLOPED_PARAMS, (a, b, slope))
@@ -265,7 +286,12 @@ _COMMON_ARGS = r"""
 class _ZorroBase(ParametricActivation):
     def __init__(self, values, *, num_parameters=1, channel_dim=1, trainable=True, device=None, dtype=None):
         super().__init__(
-            values, num_parameters=num_parameters, channel_dim=channel_dim, trainable=trainable, device=device, dtype=dtype
+            values,
+            num_parameters=num_parameters,
+            channel_dim=channel_dim,
+            trainable=trainable,
+            device=device,
+            dtype=dtype,
         )
 
 
@@ -287,7 +313,8 @@ class _ZorroBase(ParametricActivation):
     aliases=("zorro_symmetric", "symmetric_zorro"),
 )
 class Zorro(_ZorroBase):
-    __doc__ = r"""Applies Symmetric-Zorro element-wise:
+    __doc__ = (
+        r"""Applies Symmetric-Zorro element-wise:
 
     .. math::
         Z(x) = \begin{cases}
@@ -312,7 +339,9 @@ class Zorro(_ZorroBase):
     Args:
         a (float): steepness of the humps, > 0. Default: 1.2
         b (float): shift of the humps, > 0. Default: 1.0
-    """ + _COMMON_ARGS + r"""
+    """
+        + _COMMON_ARGS
+        + r"""
     Examples::
 
         >>> m = actlab.Zorro()
@@ -323,6 +352,7 @@ class Zorro(_ZorroBase):
         Differentiable Parametric Family of Activation Functions That Extends ReLU
         and GELU". arXiv:2409.19239.
     """
+    )
 
     op = ZORRO_OP
     params = _SYM_PARAMS
@@ -346,7 +376,8 @@ class Zorro(_ZorroBase):
     aliases=("asymmetric_zorro",),
 )
 class AsymmetricZorro(_ZorroBase):
-    __doc__ = r"""Applies Asymmetric-Zorro element-wise (**reconstruction — not checked against the paper**):
+    __doc__ = (
+        r"""Applies Asymmetric-Zorro element-wise (**reconstruction — not checked against the paper**):
 
     .. math::
         Z(x) = \begin{cases}
@@ -364,7 +395,9 @@ class AsymmetricZorro(_ZorroBase):
     Args:
         a_neg, b_neg (float): hump parameters below 0, > 0. Default: 1.2, 1.0
         a_pos, b_pos (float): hump parameters above 1, > 0. Default: 1.2, 1.0
-    """ + _COMMON_ARGS + r"""
+    """
+        + _COMMON_ARGS
+        + r"""
     Examples::
 
         >>> m = actlab.AsymmetricZorro(a_neg=2.0, b_neg=0.5)
@@ -373,6 +406,7 @@ class AsymmetricZorro(_ZorroBase):
     Reference:
         arXiv:2409.19239 (the form here is a reconstruction).
     """
+    )
 
     op = ZORRO_ASYMMETRIC_OP
     params = _ASYM_PARAMS
@@ -381,7 +415,12 @@ class AsymmetricZorro(_ZorroBase):
         self, a_neg: float = 1.2, b_neg: float = 1.0, a_pos: float | None = None, b_pos: float | None = None, **kwargs
     ) -> None:
         # The positive side defaults to the negative side's values: symmetric unless asked otherwise.
-        values = {"a_neg": a_neg, "b_neg": b_neg, "a_pos": a_neg if a_pos is None else a_pos, "b_pos": b_neg if b_pos is None else b_pos}
+        values = {
+            "a_neg": a_neg,
+            "b_neg": b_neg,
+            "a_pos": a_neg if a_pos is None else a_pos,
+            "b_pos": b_neg if b_pos is None else b_pos,
+        }
         super().__init__(values, **kwargs)
 
 
@@ -400,7 +439,8 @@ class AsymmetricZorro(_ZorroBase):
     aliases=("sigmoid_zorro",),
 )
 class SigmoidZorro(_ZorroBase):
-    __doc__ = r"""Applies Sigmoid-Zorro element-wise, a sigmoid-like member:
+    __doc__ = (
+        r"""Applies Sigmoid-Zorro element-wise, a sigmoid-like member:
 
     .. math::
         f(x) = Z_{a,b}\!\left(s\,x + \tfrac12\right)
@@ -413,7 +453,9 @@ class SigmoidZorro(_ZorroBase):
         slope (float): s, slope of the linear segment, > 0. Default: 0.5
         a (float): hump steepness, > 0. Default: 4.0
         b (float): hump shift, > 0 (k = 1 + e^{ab}). Default: 2.0
-    """ + _COMMON_ARGS + r"""
+    """
+        + _COMMON_ARGS
+        + r"""
     Examples::
 
         >>> m = actlab.SigmoidZorro()
@@ -422,6 +464,7 @@ class SigmoidZorro(_ZorroBase):
     Reference:
         arXiv:2409.19239; V. A. Jimenez, `Zorro-activation-functions-in-LSTM`, ``source/zorro_sigm.m``.
     """
+    )
 
     op = ZORRO_SIGMOID_OP
     params = _SIGMOID_PARAMS
@@ -445,7 +488,8 @@ class SigmoidZorro(_ZorroBase):
     aliases=("tanh_zorro",),
 )
 class TanhZorro(_ZorroBase):
-    __doc__ = r"""Applies Tanh-Zorro element-wise, a tanh-like member:
+    __doc__ = (
+        r"""Applies Tanh-Zorro element-wise, a tanh-like member:
 
     .. math::
         f(x) = 2\,Z_{a,b}\!\left(\frac{s\,x + 1}{2}\right) - 1
@@ -458,7 +502,9 @@ class TanhZorro(_ZorroBase):
         slope (float): s, > 0. Default: 1.0
         a (float): hump steepness, > 0. Default: 4.0
         b (float): hump shift, > 0. Default: 2.0
-    """ + _COMMON_ARGS + r"""
+    """
+        + _COMMON_ARGS
+        + r"""
     Examples::
 
         >>> m = actlab.TanhZorro()
@@ -467,6 +513,7 @@ class TanhZorro(_ZorroBase):
     Reference:
         arXiv:2409.19239; V. A. Jimenez, `Zorro-activation-functions-in-LSTM`, ``source/zorro_tanh.m``.
     """
+    )
 
     op = ZORRO_TANH_OP
     params = _TANH_PARAMS
@@ -493,7 +540,8 @@ class TanhZorro(_ZorroBase):
     aliases=("sloped_zorro",),
 )
 class SlopedZorro(_ZorroBase):
-    __doc__ = r"""Applies Sloped-Zorro element-wise (**reconstruction — not checked against the paper**):
+    __doc__ = (
+        r"""Applies Sloped-Zorro element-wise (**reconstruction — not checked against the paper**):
 
     .. math::
         f(x) = Z_{a,b}(x) + \mathrm{slope}\cdot\begin{cases} (x-1)\,\big(1 - h(x-1)\big) & x > 1 \\ 0 & x \le 1 \end{cases}
@@ -510,7 +558,9 @@ class SlopedZorro(_ZorroBase):
         a (float): hump steepness, > 0. Default: 1.2
         b (float): hump shift, > 0. Default: 1.0
         slope (float): growth rate beyond x = 1 (unconstrained). Default: 1.0
-    """ + _COMMON_ARGS + r"""
+    """
+        + _COMMON_ARGS
+        + r"""
     Examples::
 
         >>> m = actlab.SlopedZorro()
@@ -519,6 +569,7 @@ class SlopedZorro(_ZorroBase):
     Reference:
         arXiv:2409.19239 (the form here is a reconstruction).
     """
+    )
 
     op = ZORRO_SLOPED_OP
     params = _SLOPED_PARAMS

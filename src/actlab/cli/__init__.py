@@ -17,6 +17,8 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("actlab.cli.catalogue", "list the registered activations"),
     "show": ("actlab.cli.catalogue", "show one activation: formula, parameters, reference, values"),
+    "plot": ("actlab.cli.plot", "draw activations and their derivatives to an image file"),
+    "properties": ("actlab.cli.properties", "measured properties (bounds, monotonicity, extrema, N(0,1) moments)"),
 }
 
 
@@ -34,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module, _command=name)
-        _configure = getattr(importlib.import_module(module), f"configure_{name}", None) or importlib.import_module(module).configure
+        _configure = (
+            getattr(importlib.import_module(module), f"configure_{name}", None)
+            or importlib.import_module(module).configure
+        )
         _configure(p)
     return parser
 
