@@ -295,3 +295,20 @@ def test_regulariser_scale_and_validation():
         cpab.precision_matrix(10, length_scale=0.0)
     with pytest.raises(ValueError, match="variance must be a finite number > 0"):
         cpab.prior_covariance(10, variance=float("nan"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_strong_fields_never_leave_the_unit_interval(dtype):
+    # Velocities of ±40 at the vertices next to the ends: trajectories rush towards 0
+    # and 1, where the velocity is zero (up to rounding), and must stop there.
+    cells = 5
+    for sign in (1.0, -1.0):
+        w = torch.tensor([[0.0, -sign * 40, 3.0, -2.0, sign * 40, 0.0]], dtype=torch.float64)
+        slopes = (w[:, 1:] - w[:, :-1]) * cells
+        intercepts = w[:, :-1] - slopes * torch.arange(cells, dtype=torch.float64) / cells
+        u = torch.linspace(0, 1, 1001, dtype=dtype)[None]
+        T = cpab.integrate(u, slopes.to(dtype), intercepts.to(dtype)).value
+        assert torch.isfinite(T).all() and (T >= 0).all() and (T <= 1).all()
+        assert T[0, 0] == 0 and T[0, -1] == 1  # also when the end repels
+        # Monotone up to rounding (many points end up at the same attracting fixed point).
+        assert (T.diff() >= -4 * torch.finfo(dtype).eps).all()

@@ -27,16 +27,16 @@ invariant under rotations of θ), so this choice only fixes the coordinates.
 
 **Transformation.** T(u) is the solution at time 1 of du/dτ = v(u), started at
 u (:func:`integrate`). Inside a cell the flow is closed-form,
-ψ(u, τ) = e^{aτ}·u + b·τ·(e^{aτ} - 1)/(aτ); a trajectory moves monotonically and
-crosses at most cells - 1 vertices, each at a closed-form hit time, so cells
-vectorised steps integrate every point exactly. T is a strictly increasing
-bijection of [0, 1] with T(0) = 0 and T(1) = 1; its derivative is
-T'(u) = v(T(u))/v(u), or e^{a_c} when the trajectory never leaves its cell
-(this also covers the fixed points v(u) = 0). Gradients with respect to θ come
-from autograd through the closed form: the cell sequence is piecewise constant
-in θ and the hit times and ψ are smooth, so autograd reproduces the analytic
-derivative of the paper's §3.5 (checked in the tests against finite
-differences).
+ψ(u, τ) = e^{aτ}·u + b·τ·(e^{aτ} - 1)/(aτ), and a trajectory moves monotonically,
+crossing whole cells in closed-form times; a fixed number of vectorised
+operations integrates every point exactly (see :func:`integrate`). T is a strictly
+increasing bijection of [0, 1] with T(0) = 0 and T(1) = 1; its derivative is
+T'(u) = v(T(u))/v(u), or e^{a_c} when the trajectory never leaves its cell (this
+also covers the fixed points v(u) = 0). dT/dθ is available in closed form (the
+analytic derivative of the paper's §3.5, propagated in forward mode) and by
+autograd through the closed form: the cell sequence is piecewise constant in θ
+and the hit times and ψ are smooth, so both agree (checked in the tests, and
+against finite differences).
 
 **Prior and regulariser** (:func:`prior_covariance`, :func:`precision_matrix`):
 the two different kernels of the released code (spec §3.7), returned in θ
@@ -157,11 +157,15 @@ def velocity_coefficients(theta: Tensor, vertex_map: Tensor) -> tuple[Tensor, Te
     return slopes, intercepts
 
 
+def _cell(u: Tensor, cells: int) -> Tensor:
+    """The cell of each point; NaN points take cell 0 (a NaN index would be undefined)."""
+    return torch.nan_to_num(u * cells).floor().clamp(0, cells - 1).long()
+
+
 def velocity(u: Tensor, slopes: Tensor, intercepts: Tensor) -> Tensor:
-    """v(u) for points ``u`` of shape ``(C, M)`` and coefficients of shape ``(C, cells)``."""
-    cells = slopes.shape[-1]
-    c = torch.nan_to_num(u * cells).floor().clamp(0, cells - 1).long()
-    return slopes.gather(-1, c) * u + intercepts.gather(-1, c)
+    """v(u) for points ``u`` of shape ``(C, M)`` and coefficients of shape ``(C, cells)`` or ``(1, cells)``."""
+    c = _cell(u, slopes.shape[-1])
+    return _take(slopes, c) * u + _take(intercepts, c)
 
 
 # ---------------------------------------------------------------------------------------
@@ -295,8 +299,9 @@ def integrate(
     left, and T is the in-cell flow from there. A fixed number of vectorised
     operations, whatever the field: no data-dependent loop.
 
-    Points outside [0, 1] are not meaningful (the field is only defined there);
-    NaN points give NaN.
+    The field must vanish at 0 and 1 (every field of :func:`velocity_coefficients`
+    does): the ends are treated as exact fixed points. Points outside [0, 1] are not
+    meaningful (the field is only defined there); NaN points give NaN.
     """
     if u.dim() != 2 or slopes.dim() != 2 or slopes.shape != intercepts.shape or slopes.shape[0] not in (1, u.shape[0]):
         raise ValueError(
@@ -311,26 +316,32 @@ def integrate(
     left = cell_index.to(dtype) * h
     right = left + h
 
-    # Whole-cell traversal times, rightwards and leftwards (∞ where not crossed).
+    # Whole-cell traversal times, rightwards and leftwards (∞ where not crossed). A
+    # trajectory can never leave [0, 1]: the velocity at 0 and 1 is zero, and the
+    # last/first cell is excluded explicitly so that rounding (v(1) = a + b ≈ 1e-17)
+    # cannot make it leave.
     tangents = jacobian is not None
     if tangents:
         jac_a, jac_b = (j.to(dtype) for j in jacobian)
     w_left, w_right = a_all * left + b_all, a_all * right + b_all
     step = torch.full_like(w_left, h)
     tau_right, d_right = _hit_time(
-        step, w_left, a_all, (w_left > 0) & (w_right > 0),
+        step, w_left, a_all, (w_left > 0) & (w_right > 0) & (cell_index < cells - 1),
         *((jac_a * left.unsqueeze(-1) + jac_b, jac_a) if tangents else ()),
     )
     tau_left, d_left = _hit_time(
-        -step, w_right, a_all, (w_left < 0) & (w_right < 0),
+        -step, w_right, a_all, (w_left < 0) & (w_right < 0) & (cell_index > 0),
         *((jac_a * right.unsqueeze(-1) + jac_b, jac_a) if tangents else ()),
     )
 
-    # The starting cell and the time to leave it. NaN points take cell 0 (their
-    # value stays NaN): a NaN index would be undefined.
-    c0 = torch.nan_to_num(u * cells).floor().clamp(0, cells - 1).long()
+    # The starting cell and the time to leave it.
+    c0 = _cell(u, cells)
     a0, b0 = _take(a_all, c0), _take(b_all, c0)
-    v0 = a0 * u + b0
+    # 0 and 1 are exact fixed points; a + b rounds to about 1e-17, not 0, and the
+    # end point of a repelling end would otherwise drift away. There v = a·(u - end):
+    # exactly 0, with the right derivative in u.
+    end = (u == 0) | (u == 1)
+    v0 = torch.where(end, a0 * (u - u.detach()), a0 * u + b0)
     rightward, leftward = v0 > 0, v0 < 0
     edge = (c0 + rightward.long()).to(dtype) * h
     interior = torch.where(rightward, c0 < cells - 1, c0 > 0)
@@ -358,18 +369,25 @@ def integrate(
     t = torch.where(crossed, 1 - torch.where(crossed, t_used, zero), torch.ones_like(u))
     x = torch.where(crossed, entry_vertex.to(dtype) * h, u)
 
-    # The flow inside the last cell: ψ(x, t) = e^{at}·x + b·t·(e^{at} - 1)/(at).
+    # The flow inside the last cell from x: ψ = e^{at}·x + (b/a)·(e^{at} - 1), written as
+    # x + t·g(at)·v(x) with g(z) = (e^z - 1)/z: no cancellation near a fixed point of
+    # the cell (where e^{at}·x and the second term are huge and nearly opposite), and
+    # exactly x at one. e^{at} can overflow only there (a point that spends time t in
+    # a cell with a·t > 88 starts within h·e^{-88} of the cell's fixed point), so g is
+    # capped to a finite number: then g·v = 0 at the fixed point instead of inf·0.
     a, b = _take(a_all, last), _take(b_all, last)
+    v = torch.where(crossed, a * x + b, v0)
     at = a * t
-    e_at, g_at = torch.exp(at), _expm1_ratio(at)
-    value = e_at * x + b * t * g_at
+    e_at, g_at = torch.exp(at), _expm1_ratio(at).clamp(max=torch.finfo(dtype).max)
+    # Rounding can put points that converge to 0 or 1 a hair outside [0, 1].
+    value = (x + t * g_at * v).clamp(0, 1)
 
     slope = None
     if derivative:
-        # T' = v(T)/v(u) once the point has left its cell (then v(u) != 0); e^{a}
-        # while it stays (v(T) = e^{a}·v(u) there, and this also covers v(u) = 0).
+        # T' = v(T)/v(u) once the point has left its cell (then v(u) != 0), with
+        # v(T) = e^{at}·v(x); e^{a} while it stays (this also covers v(u) = 0).
         v0_safe = torch.where(crossed, v0, torch.ones_like(v0))
-        slope = torch.where(crossed, (a * value + b) / v0_safe, torch.exp(a0))
+        slope = torch.where(crossed, e_at * v / v0_safe, torch.exp(a0))
     d_value = None
     if tangents:
         # d(time used) = dt0 + Σ over the whole cells crossed of dτ_c (prefix sums over cells).
@@ -380,9 +398,9 @@ def integrate(
         cells_left = _take_rows(prefix_left, c0) - _take_rows(prefix_left, (last + 1).clamp(0, cells))
         d_used = dt0 + torch.where(rightward.unsqueeze(-1), cells_right, cells_left)
         dt = torch.where(crossed.unsqueeze(-1), -d_used, torch.zeros_like(d_used))
-        dpsi_da = t * e_at * x + b * t * t * _expm1_ratio_prime(at)
+        dpsi_da = t * (x * g_at + t * v * _expm1_ratio_prime(at))
         dpsi_db = t * g_at
-        dpsi_dt = e_at * (a * x + b)
+        dpsi_dt = torch.where(v == 0, torch.zeros_like(v), e_at * v)
         d_value = dpsi_da.unsqueeze(-1) * jac_a[last] + dpsi_db.unsqueeze(-1) * jac_b[last] + dpsi_dt.unsqueeze(-1) * dt
     return Integrated(value, slope, d_value)
 

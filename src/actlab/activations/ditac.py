@@ -158,41 +158,51 @@ def _on_grid(theta: Tensor, vertex_map: Tensor, size: int, *, slope: bool = Fals
     return _pin_ends(result.value - grid), result.derivative, jac
 
 
-class _GridTables(torch.autograd.Function):
-    """θ (C, d) -> D on the grid, and T' when asked for (not differentiable: the nearest-grid
-    scheme uses it as a straight-through derivative, as the released code does).
-
-    The backward pass contracts the saved Jacobian dD/dθ (C, size, d) with the
-    incoming gradient; nothing of the integration itself is kept.
-    """
-
-    @staticmethod
-    def forward(theta: Tensor, vertex_map: Tensor, size: int, dtype: torch.dtype, with_slope: bool):
-        displacement, slope, jac = _on_grid(theta, vertex_map, size, slope=with_slope, jacobian=True)
-        slope = slope.to(dtype) if with_slope else displacement.new_empty(0, dtype=dtype)
-        return displacement.to(dtype), slope, jac.to(dtype)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        theta, vertex_map, size, dtype, _ = inputs
-        _, slope, jac = output
-        ctx.mark_non_differentiable(slope, jac)
-        ctx.save_for_backward(theta, vertex_map, jac)
-        ctx.args = (size, dtype)
-
-    @staticmethod
-    def backward(ctx, grad_displacement: Tensor, _grad_slope, _grad_jac):
-        theta, vertex_map, jac = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph: second derivatives need autograd through the closed form
-            (grad_theta,) = _reference_grads(_displacement, (theta,), (vertex_map, *ctx.args), (True,), grad_displacement)
-            return grad_theta, None, None, None, None
-        # Multiply-and-sum, not einsum: autocast would run a matmul in half precision.
-        grad_theta = (grad_displacement.to(jac.dtype).unsqueeze(-1) * jac).sum(-2)
-        return grad_theta.to(theta.dtype), None, None, None, None
+# The grid tables are a custom op: torch.compile treats them as one opaque call
+# (their few hundred small operations would otherwise take minutes to compile, for
+# work that is negligible), and the op still has a fake implementation and an
+# autograd formula, so graphs that use it trace without breaks.
+@torch.library.custom_op("actlab::ditac_grid_tables", mutates_args=())
+def _grid_tables_op(theta: Tensor, vertex_map: Tensor, size: int, slope: bool, jacobian: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """(D, T' or empty, dD/dθ or empty) on the grid, in the table dtype."""
+    displacement, derivative, jac = _on_grid(theta, vertex_map, size, slope=slope, jacobian=jacobian)
+    # Distinct empty tensors: a custom op's outputs must not alias each other.
+    return displacement, derivative if slope else displacement.new_empty(0), jac if jacobian else displacement.new_empty(0)
 
 
-def _displacement(theta: Tensor, vertex_map: Tensor, size: int, dtype: torch.dtype) -> Tensor:
-    return _on_grid(theta, vertex_map, size)[0].to(dtype)
+@_grid_tables_op.register_fake
+def _(theta: Tensor, vertex_map: Tensor, size: int, slope: bool, jacobian: bool):
+    rows, d = theta.shape
+    work = _table_dtype(theta.device)
+    table = theta.new_empty(rows, size, dtype=work)
+    derivative = theta.new_empty((rows, size) if slope else (0,), dtype=work)
+    return table, derivative, theta.new_empty((rows, size, d) if jacobian else (0,), dtype=work)
+
+
+def _grid_tables_setup(ctx, inputs, output) -> None:
+    theta, vertex_map, size, _, _ = inputs
+    ctx.save_for_backward(theta, vertex_map, output[2])
+    ctx.size = size
+
+
+def _grid_tables_backward(ctx, grad_displacement: Tensor, _grad_slope, _grad_jac):
+    """dD/dθ contracted with the incoming gradient; only D is differentiable."""
+    theta, vertex_map, jac = ctx.saved_tensors
+    if torch.is_grad_enabled():  # create_graph: second derivatives need autograd through the closed form
+        (grad_theta,) = _reference_grads(_displacement, (theta,), (vertex_map, ctx.size), (True,), grad_displacement)
+        return grad_theta, None, None, None, None
+    if jac.numel() == 0:
+        raise RuntimeError("ditac_grid_tables: the Jacobian was not computed (jacobian=False) but a gradient reached it")
+    # Multiply-and-sum, not einsum: autocast would run a matmul in half precision.
+    grad_theta = (grad_displacement.to(jac.dtype).unsqueeze(-1) * jac).sum(-2)
+    return grad_theta.to(theta.dtype), None, None, None, None
+
+
+_grid_tables_op.register_autograd(_grid_tables_backward, setup_context=_grid_tables_setup)
+
+
+def _displacement(theta: Tensor, vertex_map: Tensor, size: int) -> Tensor:
+    return _on_grid(theta, vertex_map, size)[0]
 
 
 def grid_tables(
@@ -203,11 +213,9 @@ def grid_tables(
     D is differentiable with respect to θ (analytic Jacobian); T' is not (and is
     None unless ``with_slope``).
     """
-    if torch.is_grad_enabled() and theta.requires_grad:
-        displacement, slope, _ = _GridTables.apply(theta, vertex_map, size, dtype, with_slope)
-        return displacement, slope if with_slope else None
-    displacement, slope, _ = _on_grid(theta, vertex_map, size, slope=with_slope)
-    return displacement.to(dtype), slope.to(dtype) if with_slope else None
+    needs_grad = torch.is_grad_enabled() and theta.requires_grad
+    displacement, slope, _ = _grid_tables_op(theta, vertex_map, size, with_slope, needs_grad)
+    return displacement.to(dtype), slope.detach().to(dtype) if with_slope else None
 
 
 def lut_tables(
