@@ -517,3 +517,39 @@ def test_cuda_matches_cpu(mode, interp):
     torch.testing.assert_close(yc.cpu(), y, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(gxc.cpu(), gx, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(gtc.cpu(), gt, atol=1e-4, rtol=1e-4)
+
+
+def _load_script(relative: str):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parent.parent / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_regression_example_runs():
+    import argparse
+
+    example = _load_script("examples/ditac_regression.py")
+    torch.manual_seed(0)
+    x = torch.rand(5, 2) * 2 - 1
+    expected = sum(w * torch.sin(x @ torch.tensor(a, dtype=torch.float32)) for a, w in zip(
+        [[9, -7], [-9, 11], [3, 13], [9, 9], [13, 5], [3, 19]], [0.4, 0.1, 0.15, 0.15, 0.1, 0.1]))
+    torch.testing.assert_close(example.target(x)[:, 0], expected)
+    args = argparse.Namespace(
+        iterations=30, batch_size=98, eval_every=10, mode="lut", lut_interp="linear", released_gradient=False,
+        lambda_reg=0.1, verbose=False,
+    )
+    result = example.run("ditac", 0, args)
+    assert [h["it"] for h in result["history"]] == [10, 20, 30]
+    assert math.isfinite(result["test_mse"]) and result["test_mse"] > 0
+
+
+def test_speed_benchmark_runs():
+    benchmark = _load_script("benchmarks/ditac_speed.py")
+    results = benchmark.bench(torch.device("cpu"), 1 << 10, repeats=1, exact_repeats=1)
+    assert set(results) == {"gelu", "lut-linear", "lut-nearest", "exact"}
+    assert results["gelu"]["fwd_bwd_ratio"] == 1.0 and all(r["fwd_bwd_ms"] > 0 for r in results.values())
