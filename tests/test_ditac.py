@@ -166,7 +166,8 @@ def test_gradcheck(mode, num_parameters):
         return actlab.functional.ditac(x, theta, m.a, m.b, mode=mode, lut_size=64)
 
     assert torch.autograd.gradcheck(f, (x, theta))
-    assert torch.autograd.gradgradcheck(f, (x, theta))
+    if num_parameters == 1:  # double backward goes through the same code for any number of rows
+        assert torch.autograd.gradgradcheck(f, (x, theta))
 
 
 @pytest.mark.parametrize("mode,interp", MODES)

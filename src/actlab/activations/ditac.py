@@ -702,7 +702,11 @@ class DiTAC(Activation):
         rows, so the effective gradient is :math:`d\cdot g + 2\lambda\,\theta
         \odot \mathrm{colsum}(P)` instead of :math:`g + 2\lambda P\theta`. Pass
         ``released_gradient_lambda=0.1`` to reproduce exactly that backward
-        (off by default; then do not also add :meth:`regularization`).
+        (off by default; then do not also add :meth:`regularization`). The
+        difference matters: relative to the data gradient, the released
+        penalty is about 20-30 times weaker than the intended one for prior
+        draws (|Pθ| is 2-3.5 times |θ ⊙ colsum(P)|, and g is scaled by d = 9);
+        see ``docs/ditac.md`` for its effect on the paper's toy regression.
 
     Args:
         a (float): left end of the warped interval. Default: -0.5
