@@ -1,19 +1,75 @@
-"""actlab: trainable activation functions for PyTorch, and a lab that trains, compares and explains them."""
+"""actlab: trainable activation functions for PyTorch, and a lab that trains, compares and explains them.
 
+Quick start::
+
+    import actlab
+    act = actlab.create("srs")                  # by name (case-insensitive, aliases accepted)
+    act = actlab.SRS(alpha=2.0, num_parameters=64)
+    y = actlab.functional.serf(x)
+    actlab.list_activations(trainable=True)
+    actlab.info("zorro").provenance
+"""
+
+from . import functional
 from ._version import __version__
+from .activations import (
+    AGLU,
+    APA,
+    EELU,
+    PAU,
+    SAU,
+    SRS,
+    AsymmetricZorro,
+    GELUTanh,
+    SLAF,
+    Serf,
+    SigmoidZorro,
+    SLAFChebyshev,
+    SLAFFourier,
+    SlopedZorro,
+    Sqish,
+    Swish,
+    TanhZorro,
+    Zorro,
+    slaf_l1_penalty,
+)
 from .backend import get_backend, set_backend
-from .registry import ActivationInfo, create, info, list_activations
-from .activations import SLAF, SLAFChebyshev, SLAFFourier, slaf_l1_penalty
+from .base import Activation, ParametricActivation
 from .fitting import fit
+from .registry import ActivationInfo, ParameterInfo, create, info, list_activations, register
+from .sites import activation_parameters, activation_sites, is_activation
 
 __all__ = [
     "__version__",
+    "functional",
     "create",
     "info",
     "list_activations",
+    "register",
     "ActivationInfo",
+    "ParameterInfo",
     "set_backend",
     "get_backend",
+    "Activation",
+    "ParametricActivation",
+    "activation_sites",
+    "activation_parameters",
+    "is_activation",
+    "SRS",
+    "Serf",
+    "Zorro",
+    "AsymmetricZorro",
+    "SigmoidZorro",
+    "TanhZorro",
+    "SlopedZorro",
+    "APA",
+    "AGLU",
+    "EELU",
+    "SAU",
+    "Sqish",
+    "PAU",
+    "Swish",
+    "GELUTanh",
     "SLAF",
     "SLAFChebyshev",
     "SLAFFourier",

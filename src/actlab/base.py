@@ -15,8 +15,9 @@ through the ``alpha`` property, so no optimizer step can break it.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Sequence, Union
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,7 @@ from .backend import check_backend
 from .elementwise import ElementwiseOp, apply
 from .registry import ParameterInfo
 
-__all__ = ["Real", "Positive", "Param", "Activation", "ParametricActivation", "inverse_softplus"]
+__all__ = ["Real", "Positive", "Param", "Activation", "ParametricActivation", "inverse_softplus", "check_numbers"]
 
 
 def inverse_softplus(y: Tensor) -> Tensor:
@@ -53,9 +54,13 @@ class Real:
 
 @dataclass(frozen=True)
 class Positive:
-    """``value = softplus(raw) + floor``: strictly above ``floor`` after any update."""
+    """``value = softplus(raw) + floor``: strictly above ``floor`` after any update.
 
-    floor: float = 0.0
+    The floor must be positive for "strictly positive" to survive floating point:
+    softplus underflows to exactly 0 for raw < -104 in float32.
+    """
+
+    floor: float = 1e-6
     reparameterised: ClassVar[bool] = True
 
     @property
@@ -73,8 +78,8 @@ class Positive:
             raise ValueError(f"{name} must be a finite number > {self.floor:g}, got {value}")
 
 
-Constraint = Union[Real, Positive]
-ParamDefault = Union[float, Sequence[float]]
+Constraint = Real | Positive
+ParamDefault = float | Sequence[float]
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,8 @@ class Param:
     name: str
     default: ParamDefault
     constraint: Constraint = Real()
+    #: Overrides the constraint's description where several parameters interact.
+    description: str | None = None
 
     @property
     def size(self) -> int | None:
@@ -96,6 +103,17 @@ class Param:
 
     def raw_name(self) -> str:
         return f"raw_{self.name}" if self.constraint.reparameterised else self.name
+
+
+def check_numbers(owner: str, params: Sequence[Param], values: Sequence[Any]) -> None:
+    """Check the plain-number arguments of a functional form against the constraints.
+
+    Tensors are passed through unchecked: validating them would need a device
+    synchronisation on every call.
+    """
+    for p, v in zip(params, values):
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            p.constraint.check(f"{owner}: {p.name}", float(v))
 
 
 class Activation(nn.Module):
@@ -129,7 +147,7 @@ class ParametricActivation(Activation):
 
     Subclasses declare ``op`` and ``params`` (a tuple of :class:`Param`, in the
     order ``op`` takes them) and call ``super().__init__(values, ...)`` with the
-    initial values. Cross-parameter constraints override :meth:`_to_values`,
+    initial values (``params=`` overrides the class declaration for one instance). Cross-parameter constraints override :meth:`_to_values`,
     :meth:`_to_raw` and :meth:`_check_values`.
     """
 
@@ -140,12 +158,17 @@ class ParametricActivation(Activation):
         super().__init_subclass__(**kwargs)
         for p in cls.__dict__.get("params", ()):
             if p.constraint.reparameterised and not isinstance(cls.__dict__.get(p.name), property):
-                setattr(cls, p.name, property(lambda self, _n=p.name: self.values()[_n], doc=f"{p.name} ({p.constraint.description})"))
+                setattr(
+                    cls,
+                    p.name,
+                    property(lambda self, _n=p.name: self.values()[_n], doc=f"{p.name} ({p.constraint.description})"),
+                )
 
     def __init__(
         self,
         values: Mapping[str, ParamDefault],
         *,
+        params: Sequence[Param] | None = None,
         num_parameters: int = 1,
         channel_dim: int = 1,
         trainable: bool = True,
@@ -153,9 +176,14 @@ class ParametricActivation(Activation):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        if params is not None:
+            # Declarations that depend on constructor arguments (e.g. PAU's degrees).
+            self.params = tuple(params)
         name = type(self).__name__
         if isinstance(num_parameters, bool) or not isinstance(num_parameters, int) or num_parameters < 1:
-            raise ValueError(f"{name}: num_parameters must be a positive integer (1 = shared, C = per channel), got {num_parameters!r}")
+            raise ValueError(
+                f"{name}: num_parameters must be a positive integer (1 = shared, C = per channel), got {num_parameters!r}"
+            )
         if isinstance(channel_dim, bool) or not isinstance(channel_dim, int):
             raise ValueError(f"{name}: channel_dim must be an integer axis, got {channel_dim!r}")
         if dtype is not None and not dtype.is_floating_point:
@@ -240,7 +268,9 @@ class ParametricActivation(Activation):
     # -- metadata -------------------------------------------------------------------------
     @classmethod
     def parameter_infos(cls) -> tuple[ParameterInfo, ...]:
-        return tuple(ParameterInfo(p.name, p.default, p.constraint.description, True) for p in cls.params)
+        return tuple(
+            ParameterInfo(p.name, p.default, p.description or p.constraint.description, True) for p in cls.params
+        )
 
     def extra_repr(self) -> str:
         parts = []

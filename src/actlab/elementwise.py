@@ -22,8 +22,8 @@ be); modules keep the unconstrained values and map them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -32,7 +32,7 @@ from .backend import check_backend, get_backend
 
 __all__ = ["ElementwiseOp", "apply", "compute_dtype", "ParamLike"]
 
-ParamLike = Union[float, int, Tensor]
+ParamLike = float | int | Tensor
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -58,15 +58,18 @@ def _cast(ts: Sequence[Tensor], dtype: torch.dtype) -> list[Tensor]:
     return [t.to(dtype) for t in ts]
 
 
-def _forward_value(op: ElementwiseOp, x: Tensor, params: Sequence[Tensor]) -> Tensor:
+# These take the op's functions rather than the op: torch.compile traces the
+# fused Function's body and can follow plain functions through closures, not
+# arbitrary objects.
+def _forward_value(forward: Callable, x: Tensor, params: Sequence[Tensor]) -> Tensor:
     cd = compute_dtype(x.dtype)
-    return op.forward(x.to(cd), *_cast(params, cd)).to(x.dtype)
+    return forward(x.to(cd), *_cast(params, cd)).to(x.dtype)
 
 
-def _backward_grads(op: ElementwiseOp, x: Tensor, params: Sequence[Tensor], grad: Tensor, needs: Sequence[bool]):
+def _backward_grads(derivatives: Callable, x: Tensor, params: Sequence[Tensor], grad: Tensor, needs: Sequence[bool]):
     cd = compute_dtype(x.dtype)
     g = grad.to(cd)
-    partials = op.derivatives(x.to(cd), *_cast(params, cd))
+    partials = derivatives(x.to(cd), *_cast(params, cd))
     grad_x = (g * partials[0]).to(x.dtype) if needs[0] else None
     grad_params = [
         (g * d).sum_to_size(p.shape).to(p.dtype) if need else None
@@ -76,24 +79,31 @@ def _backward_grads(op: ElementwiseOp, x: Tensor, params: Sequence[Tensor], grad
 
 
 def _make_fused_function(op: ElementwiseOp) -> type:
-    class Fused(torch.autograd.Function):
-        @staticmethod
-        def forward(x: Tensor, *params: Tensor) -> Tensor:
-            return _forward_value(op, x, params)
+    value_fn, derivatives_fn = op.forward, op.derivatives
 
-        @staticmethod
-        def setup_context(ctx, inputs, output) -> None:
-            # Only the input and the (tiny) parameters are kept for backward;
-            # every intermediate is recomputed there.
-            ctx.save_for_backward(*inputs)
+    def forward(x: Tensor, *params: Tensor) -> Tensor:
+        return _forward_value(value_fn, x, params)
 
-        @staticmethod
-        def backward(ctx, grad: Tensor):
-            x, *params = ctx.saved_tensors
-            return _backward_grads(op, x, params, grad, ctx.needs_input_grad)
+    def setup_context(ctx, inputs, output) -> None:
+        # Only the input and the (tiny) parameters are kept for backward; every
+        # intermediate is recomputed there.
+        ctx.save_for_backward(*inputs)
 
-    Fused.__name__ = Fused.__qualname__ = f"{op.name.title().replace('_', '')}Function"
-    return Fused
+    def backward(ctx, grad: Tensor):
+        x, *params = ctx.saved_tensors
+        return _backward_grads(derivatives_fn, x, params, grad, ctx.needs_input_grad)
+
+    # Built with type() so that autograd names the graph node after the op
+    # (e.g. ``SrsFunctionBackward``), which keeps profiles and errors readable.
+    name = "".join(part.title() for part in op.name.split("_")) + "Function"
+    body = {
+        "forward": staticmethod(forward),
+        "setup_context": staticmethod(setup_context),
+        "backward": staticmethod(backward),
+        "__doc__": f"Fused forward/backward of {op.name}: saves only the input and parameters.",
+        "__module__": __name__,
+    }
+    return type(name, (torch.autograd.Function,), body)
 
 
 def _param_tensor(value: ParamLike, name: str, x: Tensor, channel_dim: int) -> Tensor:
@@ -103,7 +113,9 @@ def _param_tensor(value: ParamLike, name: str, x: Tensor, channel_dim: int) -> T
     if value.numel() == 1:
         return value.reshape(())
     if value.dim() != 1:
-        raise ValueError(f"parameter {name!r} must be a scalar or a 1-D tensor of per-channel values, got shape {tuple(value.shape)}")
+        raise ValueError(
+            f"parameter {name!r} must be a scalar or a 1-D tensor of per-channel values, got shape {tuple(value.shape)}"
+        )
     if x.dim() < 2:
         raise ValueError(
             f"parameter {name!r} has {value.numel()} per-channel values but the input has {x.dim()} dimension(s) "
@@ -145,11 +157,13 @@ def apply(
     if not isinstance(x, Tensor):
         raise TypeError(f"{op.name}: expected a torch.Tensor input, got {type(x).__name__}")
     if not x.is_floating_point():
-        raise TypeError(f"{op.name}: input must be a floating-point tensor, got dtype {x.dtype}; convert it with x.float()")
+        raise TypeError(
+            f"{op.name}: input must be a floating-point tensor, got dtype {x.dtype}; convert it with x.float()"
+        )
     if len(params) != len(op.param_names):
         raise TypeError(f"{op.name} takes {len(op.param_names)} parameter(s) {op.param_names}, got {len(params)}")
     ps = [_param_tensor(p, n, x, channel_dim) for p, n in zip(params, op.param_names)]
     chosen = check_backend(backend) or get_backend()
     if chosen == "reference":
-        return _forward_value(op, x, ps)
+        return _forward_value(op.forward, x, ps)
     return op.function.apply(x, *ps)

@@ -11,8 +11,9 @@ import copy
 import difflib
 import functools
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,7 +41,7 @@ __all__ = [
 #: ``pytorch``: PyTorch's own implementation, re-exported.
 PROVENANCES = ("paper", "official-code", "secondary", "reconstruction", "pytorch")
 
-ActivationSpec = Union[str, type, Callable[..., Any], nn.Module]
+ActivationSpec = str | type | Callable[..., Any] | nn.Module
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ optimizer groups, inspection and input recording alike.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from torch import nn
 

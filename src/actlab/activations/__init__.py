@@ -1,5 +1,36 @@
-"""Activation families, one module per family; importing this package registers them all."""
+"""The activation families, one module each. Importing this package registers them all."""
 
+from . import apa, baselines, eelu, pau, sau, serf, slaf, sqish, srs, swish, zorro  # noqa: F401  (registers them)
+from .apa import AGLU, APA
+from .baselines import GELUTanh
+from .eelu import EELU
+from .pau import PAU
+from .sau import SAU
+from .serf import Serf
 from .slaf import SLAF, SLAFChebyshev, SLAFFourier, slaf_l1_penalty
+from .sqish import Sqish
+from .srs import SRS
+from .swish import Swish
+from .zorro import AsymmetricZorro, SigmoidZorro, SlopedZorro, TanhZorro, Zorro
 
-__all__ = ["SLAF", "SLAFChebyshev", "SLAFFourier", "slaf_l1_penalty"]
+__all__ = [
+    "SRS",
+    "Serf",
+    "Zorro",
+    "AsymmetricZorro",
+    "SigmoidZorro",
+    "TanhZorro",
+    "SlopedZorro",
+    "APA",
+    "AGLU",
+    "EELU",
+    "SAU",
+    "Sqish",
+    "PAU",
+    "Swish",
+    "GELUTanh",
+    "SLAF",
+    "SLAFChebyshev",
+    "SLAFFourier",
+    "slaf_l1_penalty",
+]

@@ -16,10 +16,8 @@ taylor      ``"max"``        official max-scaling routine (``taylor_max.py``): p
                              x / (m * M + n), M = running max of |x|
 taylor      ``False``        plain polynomial (what the third-party ports implement)
 chebyshev   ``"max"``        **project design** (no code exists): T_i(x / (m * M + n))
-chebyshev   ``False``        T_i(x) on the raw input
 fourier     ``"max"``        official EMFN routine (``emfn.py``, commit 368ab79): sin((2j-1) pi
                              x^ / 2), cos(j pi x^), x^ = x / (m * max_sample |x| + n)
-fourier     ``False``        the same sines and cosines of the raw input
 ==========  ===============  ==================================================================
 
 Two autograd paths compute it. The *reference* path is plain PyTorch differentiated by
@@ -54,7 +52,7 @@ from ..registry import ParameterInfo, register
 __all__ = ["SLAF", "SLAFChebyshev", "SLAFFourier", "slaf", "slaf_l1_penalty", "BASES"]
 
 BASES = ("taylor", "chebyshev", "fourier")
-_NORMALIZE_CHOICES = {"taylor": (True, "max", False), "chebyshev": ("max", False), "fourier": ("max",)}
+_NORMALIZE_CHOICES = {"taylor": (True, "max", False), "chebyshev": ("max",), "fourier": ("max",)}
 _DEFAULT_NORMALIZE = {"taylor": True, "chebyshev": "max", "fourier": "max"}
 #: Initial value of the max-scaling slope m (official: 2 in both taylor_max.py and emfn.py).
 SCALE_INIT = 2.0
@@ -153,6 +151,26 @@ def _sum_to(t: Tensor, like: Tensor) -> Tensor:
 
 def _column(weight: Tensor, i: int, x: Tensor, channel_dim: int) -> Tensor:
     return _group_view(weight[:, i], x, channel_dim, "weight")
+
+
+def _horner(coefficients: list[Tensor], u: Tensor, constant: Tensor | float) -> Tensor:
+    """constant + sum_p c_p u^p (p = 1..k) by Horner's scheme.
+
+    One product and one sum per degree, and a value that overflows ends as ±inf: the
+    summed form would add +inf and -inf terms (NaN) when odd and even powers overflow.
+    """
+    acc = coefficients[-1]
+    for c in reversed(coefficients[:-1]):
+        acc = acc * u + c
+    return acc * u + constant
+
+
+def _horner_slope(coefficients: list[Tensor], u: Tensor) -> Tensor:
+    """d/du of sum_p c_p u^p, by Horner's scheme."""
+    scaled = [p * c for p, c in enumerate(coefficients, 1)]
+    if len(scaled) == 1:
+        return scaled[0].expand_as(u)
+    return _horner(scaled[1:], u, scaled[0])
 
 
 # ---------------------------------------------------------------------------------------
@@ -260,24 +278,28 @@ class _NormalisedPowerSum(torch.autograd.Function):
         else:
             e, eval_means, eval_denoms = _eval_scaled_stats(running_mean, running_std, xc, channel_dim, eps, cd)
         u = xc * torch.exp2(-e)
-        y = _group_view(bias.to(cd), xc, channel_dim, "bias").expand_as(xc).clone()
+        b = _group_view(bias.to(cd), xc, channel_dim, "bias")
+        cols = [_column(w, p, xc, channel_dim) for p in range(k)]
+        if not training:
+            # a polynomial in u with per-group coefficients w_p / d_p
+            coefficients = [c / d for c, d in zip(cols, eval_denoms)]
+            constant = b - sum(c * m for c, m in zip(coefficients, eval_means))
+            y = _horner(coefficients, u, constant).expand_as(xc)
+            return y.to(x.dtype), xc.new_empty(0), torch.stack(eval_means, -1), torch.stack(eval_denoms, -1), e
+        y = b.expand_as(xc).clone()
         means, stds, denoms = [], [], []
         power = u
         for p in range(1, k + 1):
             if p > 1:
                 power = power * u
-            if training:
-                var, mean = torch.var_mean(power, dim=dims, correction=0, keepdim=True)
-                # |power| <= 1 here, so var + eps' cannot overflow
-                denom = torch.sqrt(var + _root_eps(eps, e, p, cd) ** 2)
-                stds.append(var.sqrt())
-            else:
-                mean, denom = eval_means[p - 1], eval_denoms[p - 1]
+            var, mean = torch.var_mean(power, dim=dims, correction=0, keepdim=True)
+            # |power| <= 1 here, so var + eps' cannot overflow
+            denom = torch.sqrt(var + _root_eps(eps, e, p, cd) ** 2)
+            stds.append(var.sqrt())
             means.append(mean)
             denoms.append(denom)
-            y.add_((power - mean) * (_column(w, p - 1, xc, channel_dim) / denom))
-        stats = _stats_output(means, stds, e) if training else xc.new_empty(0)
-        return y.to(x.dtype), stats, torch.stack(means, -1), torch.stack(denoms, -1), e
+            y.add_((power - mean) * (cols[p - 1] / denom))
+        return y.to(x.dtype), _stats_output(means, stds, e), torch.stack(means, -1), torch.stack(denoms, -1), e
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -326,7 +348,10 @@ class _NormalisedPowerSum(torch.autograd.Function):
                     a_terms.append(group_mean_weighted(g, cols[p - 1]))
                     b_terms.append(group_mean_weighted(gn, cols[p - 1]))
         grad_x = None
-        if need_x:
+        if need_x and not ctx.training:
+            slope = _horner_slope([c / denoms[..., p] for p, c in enumerate(cols)], u)
+            grad_x = (g * slope * inv_s).to(x.dtype)
+        elif need_x:
             grad_x = torch.zeros_like(xc)
             prev: Tensor | float = 1.0
             power = u
@@ -334,12 +359,9 @@ class _NormalisedPowerSum(torch.autograd.Function):
                 if p > 1:
                     power = prev * u
                 inv_d = 1.0 / denoms[..., p - 1]
-                if ctx.training:
-                    # closed-form BN backward: (g w - mean(g w) - N mean(g w N)) / d
-                    n_p = (power - means[..., p - 1]) * inv_d
-                    inner = (g * cols[p - 1] - a_terms[p - 1] - n_p * b_terms[p - 1]) * (p * inv_d)
-                else:
-                    inner = g * (cols[p - 1] * (p * inv_d))
+                # closed-form BN backward: (g w - mean(g w) - N mean(g w N)) / d
+                n_p = (power - means[..., p - 1]) * inv_d
+                inner = (g * cols[p - 1] - a_terms[p - 1] - n_p * b_terms[p - 1]) * (p * inv_d)
                 grad_x.add_(inner * prev)
                 prev = power
             grad_x = (grad_x * inv_s).to(x.dtype)
@@ -396,14 +418,19 @@ class _ScaledBasisSum(torch.autograd.Function):
         cd = compute_dtype(x.dtype)
         xc = x.to(cd)
         w = weight.to(cd)
-        y = _group_view(bias.to(cd), xc, channel_dim, "bias").expand_as(xc).clone()
+        b = _group_view(bias.to(cd), xc, channel_dim, "bias")
         if scaling.mode == "none":
             u, m = xc, xc.new_ones(())
         else:
             m = _max_value(xc, scaling, running_max, channel_dim)
             u = xc / (scale.to(cd) * m + offset.to(cd))
-        for i, (term, _) in enumerate(basis.terms(u)):
-            y.add_(_column(w, i, xc, channel_dim) * term)
+        cols = [_column(w, i, xc, channel_dim) for i in range(basis.size)]
+        if basis.name == "taylor":
+            y = _horner(cols, u, b).expand_as(xc)
+        else:
+            y = b.expand_as(xc).clone()
+            for col, (term, _) in zip(cols, basis.terms(u)):
+                y.add_(col * term)
         stats = m.reshape(-1) if scaling.mode == "channel" and scaling.training else xc.new_empty(0)
         return y.to(x.dtype), stats, m
 
@@ -434,14 +461,21 @@ class _ScaledBasisSum(torch.autograd.Function):
             scale, offset = (t.to(cd) for t in scale_offset)
             denom = scale * m + offset
             u = xc / denom
+        cols = [_column(w, i, xc, channel_dim) for i in range(basis.size)]
         grad_w = torch.zeros_like(w) if need_w else None
-        slope = torch.zeros_like(xc) if (need_x or need_scale or need_offset) else None
-        for i, (term, deriv) in enumerate(basis.terms(u, derivative=slope is not None)):
-            col = _column(w, i, xc, channel_dim)
-            if need_w:
-                grad_w[:, i] = _sum_to(g * term, col)
-            if slope is not None:
-                slope.add_(col * deriv)
+        need_slope = need_x or need_scale or need_offset
+        slope = None
+        if need_slope and basis.name == "taylor":
+            slope = _horner_slope(cols, u)
+        elif need_slope:
+            slope = torch.zeros_like(xc)
+        accumulate_slope = need_slope and basis.name != "taylor"
+        if need_w or accumulate_slope:
+            for i, (term, deriv) in enumerate(basis.terms(u, derivative=accumulate_slope)):
+                if need_w:
+                    grad_w[:, i] = _sum_to(g * term, cols[i])
+                if accumulate_slope:
+                    slope.add_(cols[i] * deriv)
         grad_x = grad_scale = grad_offset = None
         if slope is not None:
             g_u = g * slope  # dL/du
@@ -652,8 +686,8 @@ class SLAF(Activation):
             (init 2); for taylor/chebyshev M is the max |x| of the batch per statistics
             group (training) or its running average (evaluation) and n = 1e-8 is fixed
             (``taylor_max.py``); for fourier M is the max |x| over all features of each
-            sample and n is learnable (init 1), as in ``emfn.py``. ``False``: the plain
-            basis of the raw input. ``None`` (default): True for taylor, ``"max"`` otherwise.
+            sample and n is learnable (init 1), as in ``emfn.py``. ``False`` (taylor only): the
+            plain polynomial. ``None`` (default): True for taylor, ``"max"`` otherwise.
         num_parameters: 1 (coefficients shared by all channels, the official dense-layer
             choice) or C (per channel, the official conv-layer choice). Default: 1.
         num_features: number of statistics groups along ``channel_dim`` for the
@@ -972,8 +1006,8 @@ class SLAFChebyshev(SLAF):
     official max-scaling routine (m learnable, init 2; M the batch max |x| per statistics
     group in training, its running average in evaluation; n = 1e-8), so that x^ lies in
     [-1/2, 1/2] on training batches, inside the interval where T_i is bounded by 1.
-    Arguments as :class:`SLAF` (without ``basis``); ``normalize`` may be ``"max"``
-    (default) or ``False`` (T_i of the raw input).
+    Arguments as :class:`SLAF` (without ``basis``); ``normalize`` must be ``"max"``: T_i of
+    the raw input would be an ordinary polynomial (``SLAF(normalize=False)``).
     """
 
     def __init__(self, degree: Degree = 4, normalize: bool | str | None = "max", **kwargs) -> None:

@@ -34,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module, _command=name)
-        _configure = getattr(importlib.import_module(module), f"configure_{name}", None) or importlib.import_module(module).configure
+        _configure = (
+            getattr(importlib.import_module(module), f"configure_{name}", None)
+            or importlib.import_module(module).configure
+        )
         _configure(p)
     return parser
 
