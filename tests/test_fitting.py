@@ -143,3 +143,32 @@ def test_bad_modules_and_targets():
         actlab.fit(SLAF(), 3.0)
     with pytest.raises(ValueError, match="unknown activation"):
         actlab.fit(SLAF(), "no_such_activation")
+
+
+def _load_script(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pau_preset_script_writes_the_format_pau_reads(tmp_path):
+    import json
+
+    script = _load_script("fit_pau_presets")
+    output = tmp_path / "presets.json"
+    official = {"numerator": PUBLISHED_LEAKY_A[0], "denominator": PUBLISHED_LEAKY_A[1], "x_range": [-3, 3],
+                "source": "ml-research/rational_activations rational/rationals_config.json"}
+    output.write_text(json.dumps({"version": 1, "presets": {"leaky_relu": {"5,4": official}}}))
+    assert script.main(["--targets", "tanh", "--degrees", "3,2", "--points", "401", "--steps", "150", "--output", str(output)]) == 0
+    data = json.loads(output.read_text())
+    assert data["version"] == 1 and data["presets"]["leaky_relu"]["5,4"]["numerator"] == PUBLISHED_LEAKY_A[0]
+    entry = data["presets"]["tanh"]["3,2"]
+    assert set(entry) >= {"numerator", "denominator", "x_range", "max_error"} and entry["x_range"] == [-3.0, 3.0]
+    pau = actlab.PAU((3, 2), numerator=entry["numerator"], denominator=entry["denominator"], dtype=torch.float64)
+    max_error, _ = grid_errors(pau, torch.tanh, points=401)
+    assert max_error == pytest.approx(entry["max_error"], rel=1e-6) and max_error < 0.01

@@ -235,12 +235,16 @@ def test_to_moves_and_casts_every_tensor():
     assert m2.running_max.dtype == m2.offset.dtype == torch.float64
 
 
-def test_training_needs_two_values_per_group():
+def test_single_value_per_group_in_training_gives_the_bias():
+    """The official code divides 0 by sqrt(0 + eps): every normalised power is 0 (BatchNorm would raise)."""
     m = SLAF(num_parameters=3)
-    with pytest.raises(ValueError, match="more than one value per statistics group"):
-        m(torch.randn(1, 3))
+    x = torch.randn(1, 3, requires_grad=True)
+    y = m(x)
+    torch.testing.assert_close(y, m.bias.detach().reshape(1, 3))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, torch.zeros_like(x))
     m.eval()
-    assert m(torch.randn(1, 3)).shape == (1, 3)
+    assert not torch.allclose(m(x), m.bias.reshape(1, 3))
 
 
 # --------------------------------------------------------------------------------------
@@ -477,7 +481,7 @@ def test_fitted_init_reproduces_target_in_eval_mode(target, degree, bound, routi
 
 
 def test_fitted_init_per_channel_and_unknown_name():
-    m = SLAF(degree=6, num_parameters=4, init=torch.tanh).eval()
+    m = SLAF(degree=6, num_parameters=4, init="tanh").eval()  # a registry name
     x = torch.linspace(-3, 3, 101).repeat(2, 4, 1)
     with torch.no_grad():
         assert float((m(x) - torch.tanh(x)).abs().max()) < 0.07

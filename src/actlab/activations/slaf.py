@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence, Union
+from typing import Callable, ClassVar, Iterator, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -577,6 +577,8 @@ def slaf(
     k = weight.shape[1]
     spec = _basis_of(basis, k, sines)
     _check_normalize(basis, normalize, "slaf")
+    if x.numel() == 0:  # no values: no statistics to take or update
+        return x.clone()
     fused = (check_backend(backend) or get_backend()) != "reference"
     if normalize is True:
         if running_mean is None or running_std is None:
@@ -586,8 +588,6 @@ def slaf(
                 f"slaf: running_mean and running_std must both have shape (groups, {k}), "
                 f"got {tuple(running_mean.shape)} and {tuple(running_std.shape)}"
             )
-        if training:
-            _check_batch_size(x, channel_dim, running_mean.shape[0])
         if fused:
             y, stats, *_ = _NormalisedPowerSum.apply(x, weight, bias, running_mean, running_std, training, eps, channel_dim)
         else:
@@ -633,17 +633,6 @@ def _normalize_error(basis: str, normalize: object) -> str:
             + ")"
         )
     return f"SLAF basis {basis!r}: normalize must be one of {allowed}, got {normalize!r}{hint}"
-
-
-def _check_batch_size(x: Tensor, channel_dim: int, groups: int) -> None:
-    count = 1
-    for d in _stat_dims(x, channel_dim, groups):
-        count *= x.shape[d]
-    if count < 2:
-        raise ValueError(
-            f"SLAF with normalize=True needs more than one value per statistics group in training mode "
-            f"(input shape {tuple(x.shape)}); use a batch of 2 or more, or call .eval()"
-        )
 
 
 @torch.no_grad()
@@ -713,8 +702,9 @@ class SLAF(Activation):
 
     Shape:
         - Input: ``(*)``; with per-channel coefficients or statistics, the channel axis is
-          ``channel_dim``. With ``normalize=True`` in training mode, every statistics group
-          needs at least two values.
+          ``channel_dim``. With ``normalize=True`` in training mode a statistics group with a
+          single value normalises every power to 0 (output = bias), as the official code does
+          (``nn.BatchNorm`` raises instead).
         - Output: same shape as the input.
 
     State:
@@ -742,8 +732,10 @@ class SLAF(Activation):
         Neural Networks. arXiv:1906.09529. Official code: github.com/mohit1997/PAF.
     """
 
-    _basis_default = "taylor"
-    _degree_default: Degree = 4
+    #: Not an elementwise function: in training an output depends on the batch statistics (or
+    #: batch max) of its group, and EMFN's on the max of its sample. In evaluation mode the
+    #: normalised and max-scaled taylor/chebyshev routines are elementwise.
+    elementwise: ClassVar[bool] = False
 
     def __init__(
         self,
