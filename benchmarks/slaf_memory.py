@@ -47,25 +47,30 @@ def saved_input_multiple(module: nn.Module, x: torch.Tensor) -> float:
     return total / (x.numel() * x.element_size())
 
 
-def time_forward_backward(module: nn.Module, x: torch.Tensor, repeats: int) -> float:
-    """Median seconds of forward + backward (after one warm-up)."""
+def time_forward_backward(modules: dict[str, nn.Module], x: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Median seconds of forward + backward per module, timed alternately (after one warm-up each).
+
+    Alternating the candidates within each repeat exposes them to the same machine load.
+    """
     grad = torch.randn_like(x)
 
-    def step() -> None:
+    def step(module: nn.Module) -> float:
         x.grad = None
-        module(x).backward(grad)
-
-    step()
-    times = []
-    for _ in range(repeats):
         if x.is_cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
-        step()
+        module(x).backward(grad)
         if x.is_cuda:
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        return time.perf_counter() - start
+
+    for module in modules.values():
+        step(module)
+    times: dict[str, list[float]] = {name: [] for name in modules}
+    for _ in range(repeats):
+        for name, module in modules.items():
+            times[name].append(step(module))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def measure(shape: tuple[int, ...], degrees: range, repeats: int, device: str) -> list[dict]:
@@ -76,12 +81,15 @@ def measure(shape: tuple[int, ...], degrees: range, repeats: int, device: str) -
     rows = []
     for name, routine in ROUTINES.items():
         for k in degrees:
-            module = SLAF(degree=k, num_parameters=shape[1], device=device, **routine).train()
-            row = {"routine": name, "degree": k}
+            modules = {}
             for backend in ("reference", "fused"):
-                module.backend = backend
+                modules[backend] = SLAF(degree=k, num_parameters=shape[1], device=device, **routine).train()
+                modules[backend].backend = backend
+            row = {"routine": name, "degree": k}
+            for backend, module in modules.items():
                 row[f"saved_{backend}"] = round(saved_input_multiple(module, x), 3)
-                row[f"seconds_{backend}"] = time_forward_backward(module, x, repeats)
+            for backend, seconds in time_forward_backward(modules, x, repeats).items():
+                row[f"seconds_{backend}"] = seconds
             row["speedup"] = row["seconds_reference"] / row["seconds_fused"]
             rows.append(row)
     return rows
@@ -98,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.shape) < 2:
         parser.error("--shape needs at least (N, C)")
     rows = measure(tuple(args.shape), range(args.degrees[0], args.degrees[1] + 1), args.repeats, args.device)
-    print(f"SLAF saved-for-backward memory (x input size) and forward+backward time; input {tuple(args.shape)} float32 on {args.device}")
+    print(
+        f"SLAF saved-for-backward memory (x input size) and forward+backward time; input {tuple(args.shape)} float32 on {args.device}"
+    )
     print(f"{'routine':<14} {'k':>2} {'saved ref':>9} {'saved fused':>11} {'ms ref':>8} {'ms fused':>8} {'speedup':>7}")
     for r in rows:
         print(
@@ -106,7 +116,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{1e3 * r['seconds_reference']:>8.1f} {1e3 * r['seconds_fused']:>8.1f} {r['speedup']:>7.2f}"
         )
     if args.json:
-        meta = {"shape": args.shape, "device": args.device, "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads()}
+        meta = {
+            "shape": args.shape,
+            "device": args.device,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "threads": torch.get_num_threads(),
+        }
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"meta": meta, "rows": rows}, fh, indent=1)
     worst = max(r["saved_fused"] for r in rows)

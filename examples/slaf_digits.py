@@ -16,7 +16,7 @@ import argparse
 import json
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,9 @@ def load_digits_split(seed: int = 0):
     data = load_digits()
     x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
     y = torch.tensor(data.target)
-    train_idx, test_idx = train_test_split(torch.arange(len(y)).numpy(), test_size=0.2, stratify=y.numpy(), random_state=seed)
+    train_idx, test_idx = train_test_split(
+        torch.arange(len(y)).numpy(), test_size=0.2, stratify=y.numpy(), random_state=seed
+    )
     mean, std = x[train_idx].mean(), x[train_idx].std()
     x = (x - mean) / std
     return x[train_idx], y[train_idx], x[test_idx], y[test_idx]
@@ -44,11 +46,14 @@ def load_digits_split(seed: int = 0):
 def make_cnn(act: Callable[[str, int], nn.Module]) -> nn.Module:
     """conv 16 - act - conv 32 - act - avgpool - dense 64 - act - dense 10; ``act(kind, channels)``."""
     return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), act("conv", 16),
-        nn.Conv2d(16, 32, 3, padding=1), act("conv", 32),
+        nn.Conv2d(1, 16, 3, padding=1),
+        act("conv", 16),
+        nn.Conv2d(16, 32, 3, padding=1),
+        act("conv", 32),
         nn.AvgPool2d(2),
         nn.Flatten(),
-        nn.Linear(32 * 4 * 4, 64), act("dense", 64),
+        nn.Linear(32 * 4 * 4, 64),
+        act("dense", 64),
         nn.Linear(64, 10),
     )
 
@@ -94,20 +99,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--l1", type=float, default=0.0, help="SLAF coefficient L1 strength (paper's hybrid run: 1e-4)")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (tensors this small gain nothing from more)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads (tensors this small gain nothing from more)"
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the accuracies as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     data = load_digits_split()
-    print(f"digits: {len(data[1])} train / {len(data[3])} test, {args.epochs} epochs, Adam lr {args.lr}, batch {args.batch_size}")
+    print(
+        f"digits: {len(data[1])} train / {len(data[3])} test, {args.epochs} epochs, Adam lr {args.lr}, batch {args.batch_size}"
+    )
     results: dict[str, list[float]] = {}
     for name, act in (("relu", relu), ("slaf", slaf)):
         start = time.perf_counter()
-        results[name] = [train_and_test(act, data, s, args.epochs, args.batch_size, args.lr, args.l1 if name == "slaf" else 0.0) for s in args.seeds]
+        results[name] = [
+            train_and_test(act, data, s, args.epochs, args.batch_size, args.lr, args.l1 if name == "slaf" else 0.0)
+            for s in args.seeds
+        ]
         accs = results[name]
         spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
         per_seed = ", ".join(f"{100 * a:.2f}" for a in accs)
-        print(f"{name:>5}: test accuracy {100 * statistics.mean(accs):.2f} ± {100 * spread:.2f} %  (seeds {args.seeds}: {per_seed}; {time.perf_counter() - start:.0f} s)")
+        print(
+            f"{name:>5}: test accuracy {100 * statistics.mean(accs):.2f} ± {100 * spread:.2f} %  (seeds {args.seeds}: {per_seed}; {time.perf_counter() - start:.0f} s)"
+        )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"args": vars(args), "accuracy": results}, fh, indent=1)

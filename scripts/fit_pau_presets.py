@@ -80,7 +80,9 @@ def fit_preset(
             }
     if best is None:
         raise RuntimeError(f"no start gave a finite fit for degrees {degrees}")
-    best["source"] = f"scripts/fit_pau_presets.py: actlab.fit least squares on {points} points, best of {len(starts)} starts"
+    best["source"] = (
+        f"scripts/fit_pau_presets.py: actlab.fit least squares on {points} points, best of {len(starts)} starts"
+    )
     return best
 
 
@@ -98,7 +100,9 @@ def padded(entry: dict, degrees: tuple[int, int]) -> tuple[list[float], list[flo
 def dumps(data: dict) -> str:
     """JSON with each coefficient list on one line."""
     text = json.dumps(data, indent=1)
-    return re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text)
+    return re.sub(
+        r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", type=int, default=2001)
     parser.add_argument("--steps", type=int, default=500)
     default_path = Path(actlab.__file__).resolve().parent / "data" / "pau_presets.json"
-    parser.add_argument("--output", type=Path, default=default_path, help=f"JSON file to update (default: {default_path})")
+    parser.add_argument(
+        "--output", type=Path, default=default_path, help=f"JSON file to update (default: {default_path})"
+    )
     args = parser.parse_args(argv)
     try:
         degrees = sorted(tuple(int(v) for v in d.split(",")) for d in args.degrees)
@@ -118,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     x_range = (float(args.range[0]), float(args.range[1]))
     torch.set_num_threads(1)  # tiny problems: intra-op threads only add overhead
 
-    data = json.loads(args.output.read_text(encoding="utf-8")) if args.output.exists() else {"version": 1, "presets": {}}
+    data = (
+        json.loads(args.output.read_text(encoding="utf-8")) if args.output.exists() else {"version": 1, "presets": {}}
+    )
     if data.get("version") != 1:
         print(f"{args.output}: unknown preset file version {data.get('version')!r}", file=sys.stderr)
         return 2

@@ -64,7 +64,9 @@ def test_slaf_closed_form_matches_numpy_and_optimizer_approaches_it():
     coef = np.linalg.lstsq(vander, np.tanh(xs), rcond=None)[0]
     assert closed_error == pytest.approx(np.abs(vander @ coef - np.tanh(xs)).max(), abs=1e-5)
     torch.manual_seed(0)
-    optimised, opt_error = actlab.fit(SLAF(degree=5, normalize=False, dtype=torch.float64), target, method="optimizer", steps=300)
+    optimised, opt_error = actlab.fit(
+        SLAF(degree=5, normalize=False, dtype=torch.float64), target, method="optimizer", steps=300
+    )
     assert opt_error < closed_error * 1.05
 
 
@@ -161,10 +163,19 @@ def test_pau_preset_script_writes_the_format_pau_reads(tmp_path):
 
     script = _load_script("fit_pau_presets")
     output = tmp_path / "presets.json"
-    official = {"numerator": PUBLISHED_LEAKY_A[0], "denominator": PUBLISHED_LEAKY_A[1], "x_range": [-3, 3],
-                "source": "ml-research/rational_activations rational/rationals_config.json"}
+    official = {
+        "numerator": PUBLISHED_LEAKY_A[0],
+        "denominator": PUBLISHED_LEAKY_A[1],
+        "x_range": [-3, 3],
+        "source": "ml-research/rational_activations rational/rationals_config.json",
+    }
     output.write_text(json.dumps({"version": 1, "presets": {"leaky_relu": {"5,4": official}}}))
-    assert script.main(["--targets", "tanh", "--degrees", "3,2", "--points", "401", "--steps", "150", "--output", str(output)]) == 0
+    assert (
+        script.main(
+            ["--targets", "tanh", "--degrees", "3,2", "--points", "401", "--steps", "150", "--output", str(output)]
+        )
+        == 0
+    )
     data = json.loads(output.read_text())
     assert data["version"] == 1 and data["presets"]["leaky_relu"]["5,4"]["numerator"] == PUBLISHED_LEAKY_A[0]
     entry = data["presets"]["tanh"]["3,2"]

@@ -67,7 +67,11 @@ def np_basis(basis: str, u: np.ndarray, k: int, sines: int = 0) -> list[np.ndarr
 
 def np_scaled(x, w, b, basis, mode, scale=2.0, offset=1e-8, running_max=None, per_channel_stats=False, sines=0):
     if mode == "channel":
-        m = np.abs(x).max(axis=_axes(x, per_channel_stats), keepdims=True) if running_max is None else _per_channel(running_max, x)
+        m = (
+            np.abs(x).max(axis=_axes(x, per_channel_stats), keepdims=True)
+            if running_max is None
+            else _per_channel(running_max, x)
+        )
         u = x / (scale * m + offset)
     elif mode == "sample":
         m = np.abs(x).reshape(x.shape[0], -1).max(axis=1).reshape([-1] + [1] * (x.ndim - 1))
@@ -94,7 +98,9 @@ def expected_output(m: SLAF, x: torch.Tensor, training: bool) -> np.ndarray:
         return np_scaled(xs, w, b, m.basis, "none")
     mode = "sample" if m.basis == "fourier" else "channel"
     running = None if (training or mode == "sample") else _np(m.running_max)
-    return np_scaled(xs, w, b, m.basis, mode, float(m.scale.detach()), float(m.offset.detach()), running, per_channel, m.sines or 0)
+    return np_scaled(
+        xs, w, b, m.basis, mode, float(m.scale.detach()), float(m.offset.detach()), running, per_channel, m.sines or 0
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -275,7 +281,9 @@ def _call(x, tensors, kw, training, backend):
 
 @pytest.mark.parametrize("routine", ROUTINES)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("channels", [(1, 1), (2, 2), (1, 2), (2, 1)], ids=["shared", "per-channel", "w-shared", "stats-shared"])
+@pytest.mark.parametrize(
+    "channels", [(1, 1), (2, 2), (1, 2), (2, 1)], ids=["shared", "per-channel", "w-shared", "stats-shared"]
+)
 def test_gradcheck_fused_float64(routine, training, channels):
     tensors, kw = _functional_args(routine, *channels)
     x = torch.randn(3, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
@@ -462,7 +470,14 @@ def test_default_init_follows_each_official_routine():
 
 @pytest.mark.parametrize(
     "target, degree, bound",
-    [(F.gelu, 6, 0.021), (F.gelu, 8, 0.005), (torch.tanh, 6, 0.07), (torch.tanh, 8, 0.029), (F.relu, 6, 0.13), (F.relu, 8, 0.102)],
+    [
+        (F.gelu, 6, 0.021),
+        (F.gelu, 8, 0.005),
+        (torch.tanh, 6, 0.07),
+        (torch.tanh, 8, 0.029),
+        (F.relu, 6, 0.13),
+        (F.relu, 8, 0.102),
+    ],
 )
 @pytest.mark.parametrize("routine", [ROUTINES[0], ROUTINES[1], ROUTINES[3], ROUTINES[4]])
 def test_fitted_init_reproduces_target_in_eval_mode(target, degree, bound, routine):
@@ -493,9 +508,9 @@ def test_l1_penalty():
     torch.manual_seed(14)
     model = nn.Sequential(nn.Linear(3, 4), SLAF(num_features=4), nn.Linear(4, 2), SLAF(degree=2), nn.ReLU())
     s1, s2 = model[1], model[3]
-    assert float(s1.l1_penalty()) == pytest.approx(1e-4 * float(s1.weight.abs().sum()))
+    assert float(s1.l1_penalty().detach()) == pytest.approx(1e-4 * float(s1.weight.abs().sum()))
     total = actlab.slaf_l1_penalty(model, strength=0.5)
-    assert float(total) == pytest.approx(0.5 * float(s1.weight.abs().sum() + s2.weight.abs().sum()))
+    assert float(total.detach()) == pytest.approx(0.5 * float(s1.weight.abs().sum() + s2.weight.abs().sum()))
     total.backward()
     torch.testing.assert_close(s2.weight.grad, 0.5 * torch.sign(s2.weight))
     assert float(actlab.slaf_l1_penalty(nn.Linear(2, 2))) == 0.0
@@ -505,7 +520,11 @@ def test_l1_penalty():
 # Construction, registry, repr
 # --------------------------------------------------------------------------------------
 def test_registry_entries():
-    for name, cls, provenance in (("slaf", SLAF, "official-code"), ("slaf_chebyshev", SLAFChebyshev, "reconstruction"), ("slaf_fourier", SLAFFourier, "official-code")):
+    for name, cls, provenance in (
+        ("slaf", SLAF, "official-code"),
+        ("slaf_chebyshev", SLAFChebyshev, "reconstruction"),
+        ("slaf_fourier", SLAFFourier, "official-code"),
+    ):
         entry = actlab.info(name)
         assert entry.cls is cls and entry.provenance == provenance and entry.trainable
         assert entry.arxiv == "1906.09529" and entry.paper.startswith("Learning Activation Functions")
@@ -553,7 +572,14 @@ def test_trainable_false_makes_constants():
 
 def test_extra_repr():
     text = repr(SLAF(basis="fourier", degree=(2, 1), num_features=5, channel_dim=-1, init=torch.tanh))
-    for part in ("basis='fourier'", "degree=(2, 1)", "normalize='max'", "num_features=5", "channel_dim=-1", "init='tanh'"):
+    for part in (
+        "basis='fourier'",
+        "degree=(2, 1)",
+        "normalize='max'",
+        "num_features=5",
+        "channel_dim=-1",
+        "init='tanh'",
+    ):
         assert part in text
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable, Union
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +23,7 @@ from .registry import create
 
 __all__ = ["fit", "target_function", "solve_least_squares", "grid_input", "METHODS"]
 
-TargetSpec = Union[str, Callable[[Tensor], Tensor], nn.Module]
+TargetSpec = str | Callable[[Tensor], Tensor] | nn.Module
 METHODS = ("auto", "lstsq", "optimizer")
 
 
@@ -47,7 +47,9 @@ def target_function(target: TargetSpec) -> Callable[[Tensor], Tensor]:
 
         return evaluate
     else:
-        raise TypeError(f"fit target must be an activation name, a module or a tensor function, got {type(target).__name__}")
+        raise TypeError(
+            f"fit target must be an activation name, a module or a tensor function, got {type(target).__name__}"
+        )
     module = module.to(torch.float64).eval()
 
     def evaluate_module(x: Tensor) -> Tensor:
@@ -127,8 +129,15 @@ def _optimise(module: nn.Module, inputs: Tensor, targets: Tensor, steps: int, lr
         adam.step()
     snapshot = [p.detach().clone() for p in params]
     before = float(loss_fn().detach())
-    lbfgs = torch.optim.LBFGS(params, lr=1.0, max_iter=max(steps, 20), history_size=50, line_search_fn="strong_wolfe",
-                              tolerance_grad=1e-12, tolerance_change=1e-15)
+    lbfgs = torch.optim.LBFGS(
+        params,
+        lr=1.0,
+        max_iter=max(steps, 20),
+        history_size=50,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-12,
+        tolerance_change=1e-15,
+    )
 
     def closure() -> Tensor:
         lbfgs.zero_grad()

@@ -38,8 +38,9 @@ official code stores the variance), which stays finite for |x|^k < 3.4e38 (k = 8
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Iterator, Sequence, Union
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -64,7 +65,7 @@ BIAS_INIT = 0.1
 EPS = 1e-8
 MOMENTUM = 0.01
 
-Degree = Union[int, Sequence[int]]
+Degree = int | Sequence[int]
 
 
 # ---------------------------------------------------------------------------------------
@@ -205,12 +206,16 @@ def _unscale(scaled: Tensor, exponent: Tensor, power: int) -> Tensor:
     return torch.nan_to_num(scaled * torch.exp2(power * exponent), nan=0.0, posinf=big, neginf=-big)
 
 
-def _eval_scaled_stats(running_mean: Tensor, running_std: Tensor, x: Tensor, channel_dim: int, eps: float, cd: torch.dtype):
+def _eval_scaled_stats(
+    running_mean: Tensor, running_std: Tensor, x: Tensor, channel_dim: int, eps: float, cd: torch.dtype
+):
     """(exponent, [mean'_p], [denominator'_p]) in scaled units from the running statistics."""
     k = running_mean.shape[1]
     rm = running_mean.to(cd)
     rs = running_std.to(cd)
-    e = _running_exponent(_group_view(rm[:, 0], x, channel_dim, "running_mean"), _group_view(rs[:, 0], x, channel_dim, "running_std"))
+    e = _running_exponent(
+        _group_view(rm[:, 0], x, channel_dim, "running_mean"), _group_view(rs[:, 0], x, channel_dim, "running_std")
+    )
     means, denoms = [], []
     for p in range(1, k + 1):
         factor = torch.exp2(-p * e)
@@ -303,12 +308,13 @@ class _NormalisedPowerSum(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, weight, bias, _, _, training, eps, channel_dim = inputs
+        x, weight, bias, running_mean, _, training, eps, channel_dim = inputs
         _, stats, means, denoms, e = output
         ctx.mark_non_differentiable(stats, means, denoms, e)
         ctx.save_for_backward(x, weight, bias, means, denoms, e)
         ctx.training = training
         ctx.channel_dim = channel_dim
+        ctx.dims = _stat_dims(x, channel_dim, running_mean.shape[0])
 
     @staticmethod
     def backward(ctx, grad, *_):
@@ -321,15 +327,18 @@ class _NormalisedPowerSum(torch.autograd.Function):
         k = w.shape[1]
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         bias_view = _group_view(bias, xc, channel_dim, "bias")
-        dims = tuple(d for d in range(xc.dim()) if means.shape[d] == 1)
+        dims = ctx.dims
         inv_s = torch.exp2(-e)
         u = xc * inv_s
         cols = [_column(w, p, xc, channel_dim) for p in range(k)]
-        # Mean over a statistics group of g * w_p; w_p is constant inside the group unless
-        # coefficients are per channel and statistics shared.
-        w_varies = any(c.shape[d] != 1 for c in cols[:1] for d in dims)
+        # Means over a statistics group of g * w_p and g * w_p * N_p; w_p is constant inside the
+        # group (and factors out) unless coefficients are per channel and statistics shared.
+        w_varies = any(cols[0].shape[d] != 1 for d in dims)
+        g_mean = None if w_varies else g.mean(dim=dims, keepdim=True)
 
-        def group_mean_weighted(t: Tensor, col: Tensor) -> Tensor:
+        def group_mean_weighted(t: Tensor | None, col: Tensor) -> Tensor:
+            if t is None:  # g itself
+                return (g * col).mean(dim=dims, keepdim=True) if w_varies else col * g_mean
             return (t * col).mean(dim=dims, keepdim=True) if w_varies else col * t.mean(dim=dims, keepdim=True)
 
         grad_w = torch.zeros_like(w) if need_w else None
@@ -345,7 +354,7 @@ class _NormalisedPowerSum(torch.autograd.Function):
                 if need_w:
                     grad_w[:, p - 1] = _sum_to(gn, cols[p - 1])
                 if need_x and ctx.training:
-                    a_terms.append(group_mean_weighted(g, cols[p - 1]))
+                    a_terms.append(group_mean_weighted(None, cols[p - 1]))
                     b_terms.append(group_mean_weighted(gn, cols[p - 1]))
         grad_x = None
         if need_x and not ctx.training:
@@ -431,7 +440,7 @@ class _ScaledBasisSum(torch.autograd.Function):
             y = b.expand_as(xc).clone()
             for col, (term, _) in zip(cols, basis.terms(u)):
                 y.add_(col * term)
-        stats = m.reshape(-1) if scaling.mode == "channel" and scaling.training else xc.new_empty(0)
+        stats = m.reshape(-1).clone() if scaling.mode == "channel" and scaling.training else xc.new_empty(0)
         return y.to(x.dtype), stats, m
 
     @staticmethod
@@ -511,7 +520,9 @@ def _check_input(x: object, name: str) -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor input, got {type(x).__name__}")
     if not x.is_floating_point():
-        raise TypeError(f"{name}: input must be a floating-point tensor, got dtype {x.dtype}; convert it with x.float()")
+        raise TypeError(
+            f"{name}: input must be a floating-point tensor, got dtype {x.dtype}; convert it with x.float()"
+        )
 
 
 def _basis_of(basis: str, k: int, sines: int | None) -> _Basis:
@@ -589,7 +600,9 @@ def slaf(
                 f"got {tuple(running_mean.shape)} and {tuple(running_std.shape)}"
             )
         if fused:
-            y, stats, *_ = _NormalisedPowerSum.apply(x, weight, bias, running_mean, running_std, training, eps, channel_dim)
+            y, stats, *_ = _NormalisedPowerSum.apply(
+                x, weight, bias, running_mean, running_std, training, eps, channel_dim
+            )
         else:
             xc = x.to(compute_dtype(x.dtype))
             terms, stats = _normalised_power_terms(xc, k, running_mean, running_std, training, eps, channel_dim)
@@ -648,7 +661,7 @@ def _update_moments(running_mean: Tensor, running_std: Tensor, stats: Tensor, mo
 # ---------------------------------------------------------------------------------------
 # Module
 # ---------------------------------------------------------------------------------------
-InitSpec = Union[str, Callable[[Tensor], Tensor], None]
+InitSpec = str | Callable[[Tensor], Tensor] | None
 
 
 class SLAF(Activation):
@@ -767,7 +780,9 @@ class SLAF(Activation):
         self.normalize = normalize
         for arg, value in (("num_parameters", num_parameters), ("num_features", num_features)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name}: {arg} must be a positive integer (1 = shared, C = per channel), got {value!r}")
+                raise ValueError(
+                    f"{name}: {arg} must be a positive integer (1 = shared, C = per channel), got {value!r}"
+                )
         num_features = num_parameters if num_features is None else num_features
         if num_parameters > 1 and num_features > 1 and num_parameters != num_features:
             raise ValueError(
@@ -818,8 +833,14 @@ class SLAF(Activation):
     @staticmethod
     def _parse_degree(basis: str, degree: Degree) -> tuple[int, int | None]:
         if basis == "fourier" and isinstance(degree, (tuple, list)):
-            if len(degree) != 2 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in degree) or sum(degree) < 1:
-                raise ValueError(f"SLAF: fourier degree must be an int >= 1 or a pair (sines, cosines) of ints >= 0, got {degree!r}")
+            if (
+                len(degree) != 2
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in degree)
+                or sum(degree) < 1
+            ):
+                raise ValueError(
+                    f"SLAF: fourier degree must be an int >= 1 or a pair (sines, cosines) of ints >= 0, got {degree!r}"
+                )
             return int(sum(degree)), int(degree[0])
         if isinstance(degree, bool) or not isinstance(degree, int) or degree < 1:
             raise ValueError(f"SLAF: degree must be a positive integer (the number of basis elements), got {degree!r}")
@@ -849,7 +870,9 @@ class SLAF(Activation):
             return init
         if callable(init):
             return init
-        raise TypeError(f"SLAF: init must be 'identity', 'normal', an activation name or a tensor function, got {type(init).__name__}")
+        raise TypeError(
+            f"SLAF: init must be 'identity', 'normal', an activation name or a tensor function, got {type(init).__name__}"
+        )
 
     def _add_tensor(self, name: str, tensor: Tensor) -> None:
         if self.trainable:
@@ -903,9 +926,13 @@ class SLAF(Activation):
         grid = x.detach().reshape(-1).to("cpu", torch.float64)
         target = y.detach().reshape(-1).to("cpu", torch.float64)
         if grid.numel() != target.numel():
-            raise ValueError(f"SLAF.linear_fit: x and y must have the same number of points, got {grid.numel()} and {target.numel()}")
+            raise ValueError(
+                f"SLAF.linear_fit: x and y must have the same number of points, got {grid.numel()} and {target.numel()}"
+            )
         if grid.numel() < self.degree + 1:
-            raise ValueError(f"SLAF.linear_fit: need at least {self.degree + 1} points for {self.degree} coefficients and a bias")
+            raise ValueError(
+                f"SLAF.linear_fit: need at least {self.degree + 1} points for {self.degree} coefficients and a bias"
+            )
         self._set_reference_statistics(grid)
         columns = torch.stack(self._basis_columns(grid), dim=1)
         design = torch.cat([columns, torch.ones_like(grid)[:, None]], dim=1)
@@ -974,8 +1001,15 @@ class SLAF(Activation):
         return self._spec.sines if self.basis == "fourier" else None
 
     def extra_repr(self) -> str:
-        degree = f"({self._spec.sines}, {self.degree - self._spec.sines})" if self.basis == "fourier" else str(self.degree)
-        parts = [f"basis={self.basis!r}", f"degree={degree}", f"normalize={self.normalize!r}", f"num_parameters={self.num_parameters}"]
+        degree = (
+            f"({self._spec.sines}, {self.degree - self._spec.sines})" if self.basis == "fourier" else str(self.degree)
+        )
+        parts = [
+            f"basis={self.basis!r}",
+            f"degree={degree}",
+            f"normalize={self.normalize!r}",
+            f"num_parameters={self.num_parameters}",
+        ]
         if self.num_features != self.num_parameters:
             parts.append(f"num_features={self.num_features}")
         if self.channel_dim != 1:
