@@ -635,16 +635,18 @@ def _check_normalize(basis: str, normalize: object, who: str) -> None:
         raise ValueError(f"{who}: " + _normalize_error(basis, normalize))
 
 
+_NORMALIZE_HINTS = {
+    "chebyshev": "the Chebyshev basis needs an input in [-1, 1], i.e. max-scaling; batch-normalised T_i would "
+    "span the same functions as SLAF(basis='taylor', normalize=True), and T_i of the raw input the same as "
+    "SLAF(normalize=False)",
+    "fourier": "EMFN scales its input by the per-sample max (normalize='max'); sines of an unscaled input "
+    "have no meaningful frequency, and batch-normalised sines are not an official routine",
+}
+
+
 def _normalize_error(basis: str, normalize: object) -> str:
     allowed = ", ".join(repr(v) for v in _NORMALIZE_CHOICES[basis])
-    hint = ""
-    if basis != "taylor" and normalize is True:
-        hint = (
-            f"; per-element batch normalisation is the official routine of the taylor basis only "
-            f"(for {basis}, BN of each element would span the same functions as basis='taylor'"
-            + (" and needs no input bound" if basis == "chebyshev" else "")
-            + ")"
-        )
+    hint = f" ({_NORMALIZE_HINTS[basis]})" if basis in _NORMALIZE_HINTS else ""
     return f"SLAF basis {basis!r}: normalize must be one of {allowed}, got {normalize!r}{hint}"
 
 
