@@ -626,3 +626,30 @@ def test_compile_fullgraph_matches_eager():
         torch.testing.assert_close(gx, gx_ref)
     for (name, a), b in zip(eager.named_buffers(), compiled_model.buffers()):
         torch.testing.assert_close(a, b, msg=name)
+
+
+# --------------------------------------------------------------------------------------
+# Export (evaluation mode: the deployed function)
+# --------------------------------------------------------------------------------------
+def _trained_pair():
+    torch.manual_seed(17)
+    model = nn.Sequential(SLAF(degree=4, num_parameters=3), SLAF(normalize="max", num_features=3), SLAFFourier())
+    model(torch.randn(8, 3, 5))  # non-trivial running statistics
+    return model.eval(), torch.randn(4, 3, 5)
+
+
+def test_torch_export_matches_eager():
+    model, x = _trained_pair()
+    program = torch.export.export(model, (x,))
+    torch.testing.assert_close(program.module()(x), model(x))
+
+
+@pytest.mark.slow
+def test_onnx_export_matches_eager():
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    model, x = _trained_pair()
+    proto = torch.onnx.export(model, (x,), dynamo=True).model_proto
+    session = onnxruntime.InferenceSession(proto.SerializeToString())
+    (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    np.testing.assert_allclose(out, _np(model(x)), rtol=1e-5, atol=1e-5)

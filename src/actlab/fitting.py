@@ -174,8 +174,11 @@ def fit(
         x_range: the fitting interval. Default: (-3, 3).
         points: grid size (uniform, both ends included). Default: 2001.
         method: ``"lstsq"`` (closed form; needs ``module.linear_fit``), ``"optimizer"``
-            (``steps`` Adam steps at ``lr``, then L-BFGS) or ``"auto"`` (the closed
-            form when available). Default: ``"auto"``.
+            (``steps`` Adam steps at ``lr`` on the mean squared error, then up to
+            ``max(steps, 20)`` L-BFGS iterations, kept only if they lower it) or
+            ``"auto"`` (the closed form when available). Default: ``"auto"``.
+            Optimisation is local: the result depends on the module's current
+            parameters (try several starts for non-convex families such as PAU).
         steps, lr: optimizer settings. Defaults: 500, 1e-2.
 
     Returns:
