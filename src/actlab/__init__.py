@@ -36,6 +36,16 @@ from .activations import (
 from .backend import get_backend, set_backend
 from .base import Activation, ParametricActivation
 from .fitting import fit
+from .inspection import (
+    InputHistogram,
+    ParameterRecorder,
+    Properties,
+    SiteReport,
+    inspect,
+    properties,
+    record_inputs,
+)
+from .plotting import animate_evolution, plot, plot_evolution, plot_sites
 from .registry import ActivationInfo, ParameterInfo, create, info, list_activations, register
 from .sites import activation_parameters, activation_sites, is_activation
 
@@ -55,6 +65,17 @@ __all__ = [
     "activation_sites",
     "activation_parameters",
     "is_activation",
+    "inspect",
+    "SiteReport",
+    "record_inputs",
+    "InputHistogram",
+    "ParameterRecorder",
+    "properties",
+    "Properties",
+    "plot",
+    "plot_sites",
+    "plot_evolution",
+    "animate_evolution",
     "SRS",
     "Serf",
     "Zorro",
