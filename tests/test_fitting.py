@@ -183,3 +183,11 @@ def test_pau_preset_script_writes_the_format_pau_reads(tmp_path):
     pau = actlab.PAU((3, 2), numerator=entry["numerator"], denominator=entry["denominator"], dtype=torch.float64)
     max_error, _ = grid_errors(pau, torch.tanh, points=401)
     assert max_error == pytest.approx(entry["max_error"], rel=1e-6) and max_error < 0.01
+
+
+def test_optimizer_never_returns_worse_than_its_start():
+    """Starting at the published optimum, a large-step Adam run cannot make the result worse."""
+    module = RationalA(*PUBLISHED_LEAKY_A)
+    before = grid_errors(module, leaky_relu, points=501)[1]
+    actlab.fit(module, leaky_relu, points=501, steps=30, lr=0.5)
+    assert grid_errors(module, leaky_relu, points=501)[1] <= before

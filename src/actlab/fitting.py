@@ -112,8 +112,30 @@ def _check_args(x_range, points: int, steps: int, lr: float, method: str) -> tup
     return lo, hi
 
 
+class _Best:
+    """The lowest-loss parameters seen so far: fitting never returns worse than it started."""
+
+    def __init__(self, params: list[Tensor], loss: float):
+        self.params, self.loss = params, loss
+        self.values = [p.detach().clone() for p in params]
+
+    def offer(self, loss: float) -> None:
+        if loss < self.loss:  # False for NaN
+            self.loss = loss
+            self.values = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for p, value in zip(self.params, self.values):
+            p.copy_(value)
+
+
 def _optimise(module: nn.Module, inputs: Tensor, targets: Tensor, steps: int, lr: float) -> None:
-    """Adam on the mean squared error, then L-BFGS (strong Wolfe) to polish."""
+    """Adam on the mean squared error, then L-BFGS (strong Wolfe) from the best point so far.
+
+    The best of the start, the Adam result and the L-BFGS result is kept: Adam's first
+    steps move every parameter by about ``lr`` and can leave a good starting basin.
+    """
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"fit: {type(module).__name__} has no trainable parameters to fit")
@@ -121,14 +143,17 @@ def _optimise(module: nn.Module, inputs: Tensor, targets: Tensor, steps: int, lr
     def loss_fn() -> Tensor:
         return torch.mean((module(inputs).to(torch.float64) - targets) ** 2)
 
+    with torch.no_grad():
+        best = _Best(params, float(loss_fn()))
     adam = torch.optim.Adam(params, lr=lr)
     for _ in range(steps):
         adam.zero_grad()
         loss = loss_fn()
         loss.backward()
         adam.step()
-    snapshot = [p.detach().clone() for p in params]
-    before = float(loss_fn().detach())
+    with torch.no_grad():
+        best.offer(float(loss_fn()))
+    best.restore()
     lbfgs = torch.optim.LBFGS(
         params,
         lr=1.0,
@@ -146,11 +171,9 @@ def _optimise(module: nn.Module, inputs: Tensor, targets: Tensor, steps: int, lr
         return loss
 
     lbfgs.step(closure)
-    after = float(loss_fn().detach())
-    if not after <= before:  # a diverged or NaN polish must not lose Adam's result
-        with torch.no_grad():
-            for p, saved in zip(params, snapshot):
-                p.copy_(saved)
+    with torch.no_grad():
+        best.offer(float(loss_fn()))
+    best.restore()
 
 
 def fit(
@@ -175,7 +198,8 @@ def fit(
         points: grid size (uniform, both ends included). Default: 2001.
         method: ``"lstsq"`` (closed form; needs ``module.linear_fit``), ``"optimizer"``
             (``steps`` Adam steps at ``lr`` on the mean squared error, then up to
-            ``max(steps, 20)`` L-BFGS iterations, kept only if they lower it) or
+            ``max(steps, 20)`` L-BFGS iterations from the better of the start and the
+            Adam result; the best point seen is kept, never one worse than the start) or
             ``"auto"`` (the closed form when available). Default: ``"auto"``.
             Optimisation is local: the result depends on the module's current
             parameters (try several starts for non-convex families such as PAU).
