@@ -89,11 +89,12 @@ def fit_preset(
 def padded(entry: dict, degrees: tuple[int, int]) -> tuple[list[float], list[float]]:
     """A lower-degree preset as a start for ``degrees``: the same function up to tiny denominator terms.
 
-    New denominator coefficients start at 1e-3, not 0: |b x^k| has zero gradient at b = 0.
+    New denominator coefficients start at 1e-9, not 0: |b x^k| has zero gradient at b = 0 but a
+    full one (sign(b) |x^k|) at any b != 0, and 1e-9 |x^k| changes nothing on the fitting range.
     """
     m, n = degrees
     numerator = entry["numerator"] + [0.0] * (m + 1 - len(entry["numerator"]))
-    denominator = entry["denominator"] + [1e-3] * (n - len(entry["denominator"]))
+    denominator = entry["denominator"] + [1e-9] * (n - len(entry["denominator"]))
     return numerator, denominator
 
 
