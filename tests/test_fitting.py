@@ -14,6 +14,8 @@ import actlab
 from actlab import SLAF
 from actlab.fitting import grid_input, solve_least_squares
 
+from .repo_files import load
+
 #: PAU version A (5/4) leaky_relu coefficients of rational_activations (spec §6.6).
 PUBLISHED_LEAKY_A = ([0.02979, 0.61837, 2.32331, 3.05194, 1.48542, 0.25102], [-1.14195, 4.39316, 0.87147, 0.34720])
 
@@ -147,21 +149,10 @@ def test_bad_modules_and_targets():
         actlab.fit(SLAF(), "no_such_activation")
 
 
-def _load_script(name: str):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_pau_preset_script_writes_the_format_pau_reads(tmp_path):
     import json
 
-    script = _load_script("fit_pau_presets")
+    script = load("scripts/fit_pau_presets.py")
     output = tmp_path / "presets.json"
     official = {
         "numerator": PUBLISHED_LEAKY_A[0],
