@@ -18,19 +18,24 @@ from .activations import (
     EELU,
     PAU,
     SAU,
+    SLAF,
     SRS,
     AsymmetricZorro,
     GELUTanh,
     Serf,
     SigmoidZorro,
+    SLAFChebyshev,
+    SLAFFourier,
     SlopedZorro,
     Sqish,
     Swish,
     TanhZorro,
     Zorro,
+    slaf_l1_penalty,
 )
 from .backend import get_backend, set_backend
 from .base import Activation, ParametricActivation
+from .fitting import fit
 from .inspection import (
     InputHistogram,
     ParameterRecorder,
@@ -86,4 +91,9 @@ __all__ = [
     "PAU",
     "Swish",
     "GELUTanh",
+    "SLAF",
+    "SLAFChebyshev",
+    "SLAFFourier",
+    "slaf_l1_penalty",
+    "fit",
 ]
