@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from ..backend import check_backend, get_backend
 from ..base import Activation
-from ..elementwise import _param_tensor, compute_dtype
+from ..elementwise import compute_dtype, param_tensor
 from ..registry import ParameterInfo, register
 
 __all__ = ["SLAF", "SLAFChebyshev", "SLAFFourier", "slaf", "slaf_l1_penalty", "BASES"]
@@ -129,7 +129,7 @@ class _Basis:
 # ---------------------------------------------------------------------------------------
 def _group_view(v: Tensor, x: Tensor, channel_dim: int, name: str) -> Tensor:
     """``v`` of shape (1,) or (C,) as a tensor broadcastable against ``x`` (keepdim layout)."""
-    view = _param_tensor(v, name, x, channel_dim)
+    view = param_tensor(v, name, x, channel_dim)
     return view.reshape([1] * x.dim()) if view.dim() == 0 else view
 
 
