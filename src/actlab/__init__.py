@@ -18,20 +18,25 @@ from .activations import (
     EELU,
     PAU,
     SAU,
+    SLAF,
     SRS,
     AsymmetricZorro,
     DiTAC,
     GELUTanh,
     Serf,
     SigmoidZorro,
+    SLAFChebyshev,
+    SLAFFourier,
     SlopedZorro,
     Sqish,
     Swish,
     TanhZorro,
     Zorro,
+    slaf_l1_penalty,
 )
 from .backend import get_backend, set_backend
 from .base import Activation, ParametricActivation
+from .fitting import fit
 from .inspection import (
     InputHistogram,
     ParameterRecorder,
@@ -88,4 +93,9 @@ __all__ = [
     "Swish",
     "GELUTanh",
     "DiTAC",
+    "SLAF",
+    "SLAFChebyshev",
+    "SLAFFourier",
+    "slaf_l1_penalty",
+    "fit",
 ]

@@ -17,6 +17,7 @@ from .activations.eelu import eelu
 from .activations.pau import pau
 from .activations.sau import sau
 from .activations.serf import serf
+from .activations.slaf import slaf
 from .activations.sqish import sqish
 from .activations.srs import srs
 from .activations.swish import swish
@@ -49,6 +50,7 @@ __all__ = [
     "sqish",
     "pau",
     "ditac",
+    "slaf",
     "swish",
     "relu",
     "leaky_relu",
