@@ -56,7 +56,7 @@ def run_main(capsys, *argv: str) -> tuple[int, str, str]:
 def table_block(text: str) -> str:
     """The first comparison table printed (caption to the line before the blank after the rows)."""
     lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("digits / mlp: test accuracy"))
+    start = next(i for i, line in enumerate(lines) if line.startswith("digits / mlp(hidden=8): test accuracy"))
     end = next(i for i in range(start + 3, len(lines)) if not lines[i].strip())
     return "\n".join(lines[start:end])
 

@@ -16,6 +16,7 @@ from actlab.lab.config import (
     load_config_file,
     parse_activation,
     parse_activation_list,
+    parse_model,
     parse_option,
 )
 
@@ -133,6 +134,36 @@ def test_model_options_merge_per_model():
     merged = c.merged({"model_options": {"mlp": {"hidden": 16}, "cnn": {"channels": [4]}}})
     assert merged.model_options == {"mlp": {"hidden": 16, "depth": 1}, "cnn": {"channels": [4]}}
     assert c.model_options == {"mlp": {"hidden": 8, "depth": 1}}  # the original is untouched
+
+
+def test_model_arms_carry_their_own_options_over_the_shared_ones():
+    c = StudyConfig(
+        models=["mlp(depth=2)", "mlp(depth=8, hidden=32)", "cnn"],
+        activations=["relu"],
+        seeds=[0],
+        model_options={"mlp": {"hidden": 16, "depth": 1}, "cnn": {"channels": [4]}},
+    )
+    specs = c.run_specs()
+    assert [(s.model, dict(s.model_options)) for s in specs] == [
+        ("mlp", {"hidden": 16, "depth": 2}),
+        ("mlp", {"hidden": 32, "depth": 8}),
+        ("cnn", {"channels": [4]}),
+    ]
+    # Each arm is its own comparison; an arm spelled like the shared options is the same runs.
+    assert len({s.group_key() for s in specs}) == 3
+    same = StudyConfig(models=["mlp"], activations=["relu"], seeds=[0], model_options={"mlp": {"hidden": 16, "depth": 2}})
+    assert same.run_specs()[0].config_hash() == specs[0].config_hash()
+
+
+def test_model_choice_parsing():
+    m = parse_model(" cnn(init='normal', batch_norm=False) ")
+    assert (m.name, dict(m.kwargs), m.label) == ("cnn", {"init": "normal", "batch_norm": False}, "cnn(batch_norm=False,init='normal')")
+    assert parse_model("mlp").label == "mlp"
+    for bad, message in [("mlp(8)", "by keyword"), ("mlp(depth=x)", "must be a literal"), ("mlp(depth=2", "closing")]:
+        with pytest.raises(ConfigError, match=message):
+            parse_model(bad)
+    with pytest.raises(ConfigError, match="models lists a model twice"):
+        StudyConfig(models=["mlp(depth=2,hidden=8)", "mlp(hidden=8, depth=2)"]).validate()
 
 
 @pytest.mark.parametrize(

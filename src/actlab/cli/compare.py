@@ -20,7 +20,12 @@ __all__ = ["configure_compare", "run_compare", "configure_results", "run_results
 
 
 def _comma_list(text: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
+    from ..lab.config import ConfigError, split_top_level
+
+    try:
+        items = split_top_level(text)  # commas inside brackets separate options: mlp(depth=2,hidden=64)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
     if not items:
         raise argparse.ArgumentTypeError("expected a comma-separated list")
     return items
@@ -126,7 +131,8 @@ def _study_from_args(args: argparse.Namespace):
         config = base.merged(overrides)
         if options:
             # Options apply to the chosen models, or to each task's default model.
-            models = config.models or _default_models(config.tasks)
+            models = [m.name for m in config.model_choices(config.models)] if config.models else None
+            models = models or _default_models(config.tasks)
             config = config.merged({"model_options": {m: options for m in models}})
         config.validate()
     except ConfigError as err:

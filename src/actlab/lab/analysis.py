@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .config import call_label
 from .stats import Comparison, Summary, compare, holm, rank, summarize
 from .store import StoredRun
 
@@ -74,7 +75,8 @@ class ComparisonTable:
 
     @property
     def title(self) -> str:
-        return f"{self.task} / {self.model}"
+        """``task / model``, with the model's options when it has any (they tell the arms of a sweep apart)."""
+        return f"{self.task} / {call_label(self.model, self.settings.get('model_options', {}))}"
 
     @property
     def baseline_row(self) -> ActivationRow | None:

@@ -42,6 +42,10 @@ __all__ = [
     "StudyConfig",
     "parse_activation",
     "parse_activation_list",
+    "ModelChoice",
+    "parse_model",
+    "call_label",
+    "split_top_level",
     "parse_option",
     "canonical_json",
     "load_config_file",
@@ -136,7 +140,14 @@ def parse_option(text: str) -> tuple[str, Any]:
     return key, _plain(value, f"option {key}")
 
 
-# -- activation choices ------------------------------------------------------------------------
+# -- activation and model choices ------------------------------------------------------------
+def call_label(name: str, kwargs: Mapping[str, Any]) -> str:
+    """``name`` alone, or ``name(key=value,...)`` with the keywords sorted (the label of a choice)."""
+    if not kwargs:
+        return name
+    return f"{name}(" + ",".join(f"{k}={v!r}" for k, v in sorted(kwargs.items())) + ")"
+
+
 @dataclass(frozen=True)
 class ActivationChoice:
     """One activation of a study: a registry name plus constructor keyword arguments.
@@ -151,9 +162,7 @@ class ActivationChoice:
 
     @property
     def label(self) -> str:
-        if not self.kwargs:
-            return self.name
-        return f"{self.name}(" + ",".join(f"{k}={v!r}" for k, v in sorted(self.kwargs.items())) + ")"
+        return call_label(self.name, self.kwargs)
 
     def create(self):
         """A fresh module (one per activation site)."""
@@ -165,6 +174,23 @@ class ActivationChoice:
         return {"name": self.name, "kwargs": dict(sorted(self.kwargs.items()))}
 
 
+@dataclass(frozen=True)
+class ModelChoice:
+    """One model arm of a study: a model name plus options that only this arm uses.
+
+    ``mlp(depth=8)`` and ``mlp(depth=16)`` in one study are two arms of the same
+    model: each forms its own comparison. Inline options override the study's
+    ``model_options`` for that model (they are what defines the arm).
+    """
+
+    name: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return call_label(self.name, self.kwargs)
+
+
 def _canonical_activation_name(name: str) -> str:
     import actlab
 
@@ -174,41 +200,55 @@ def _canonical_activation_name(name: str) -> str:
         raise ConfigError(str(err)) from None
 
 
+def _parse_call(text: str, what: str, example: str) -> tuple[str, dict[str, Any]]:
+    """``"name"`` or ``"name(key=literal, ...)"`` → ``(name, kwargs)``; ``what`` names the thing in errors."""
+    text = text.strip()
+    name, paren, rest = text.partition("(")
+    name = name.strip()
+    if not name:
+        raise ConfigError(f"empty {what} name in {text!r}")
+    kwargs: dict[str, Any] = {}
+    if paren:
+        if not rest.rstrip().endswith(")"):
+            raise ConfigError(f"{what} {text!r}: missing closing parenthesis")
+        try:
+            call = ast.parse(f"f({rest}", mode="eval").body
+        except SyntaxError:
+            raise ConfigError(
+                f"{what} {text!r}: cannot parse the arguments; write them as name(key=value, ...)"
+            ) from None
+        if call.args:
+            raise ConfigError(f"{what} {text!r}: arguments must be given by keyword, e.g. {example}")
+        for kw in call.keywords:
+            if kw.arg is None:
+                raise ConfigError(f"{what} {text!r}: **kwargs are not supported")
+            try:
+                kwargs[kw.arg] = _plain(ast.literal_eval(kw.value), f"{what} {text!r}")
+            except ValueError:
+                raise ConfigError(
+                    f"{what} {text!r}: the value of {kw.arg} must be a literal (number, string, list)"
+                ) from None
+    return name, kwargs
+
+
 def parse_activation(text: str) -> ActivationChoice:
     """``"srs"`` or ``"srs(alpha=5, beta=3)"`` → :class:`ActivationChoice` (name checked against the registry).
 
     Keyword values must be Python literals; aliases resolve to the canonical name.
     """
-    text = text.strip()
-    name, paren, rest = text.partition("(")
-    name = name.strip()
-    if not name:
-        raise ConfigError(f"empty activation name in {text!r}")
-    kwargs: dict[str, Any] = {}
-    if paren:
-        if not rest.rstrip().endswith(")"):
-            raise ConfigError(f"activation {text!r}: missing closing parenthesis")
-        try:
-            call = ast.parse(f"f({rest}", mode="eval").body
-        except SyntaxError:
-            raise ConfigError(
-                f"activation {text!r}: cannot parse the arguments; write them as name(key=value, ...)"
-            ) from None
-        if call.args:
-            raise ConfigError(f"activation {text!r}: arguments must be given by keyword, e.g. srs(alpha=5, beta=3)")
-        for kw in call.keywords:
-            if kw.arg is None:
-                raise ConfigError(f"activation {text!r}: **kwargs are not supported")
-            try:
-                kwargs[kw.arg] = _plain(ast.literal_eval(kw.value), f"activation {text!r}")
-            except ValueError:
-                raise ConfigError(
-                    f"activation {text!r}: the value of {kw.arg} must be a literal (number, string, list)"
-                ) from None
+    name, kwargs = _parse_call(text, "activation", "srs(alpha=5, beta=3)")
     return ActivationChoice(_canonical_activation_name(name), kwargs)
 
 
-def _split_top_level(text: str) -> list[str]:
+def parse_model(text: str) -> ModelChoice:
+    """``"mlp"`` or ``"mlp(depth=8, batch_norm=True)"`` → :class:`ModelChoice`.
+
+    The name and options are checked when the study is prepared (they need the task's data).
+    """
+    return ModelChoice(*_parse_call(text, "model", "mlp(depth=8)"))
+
+
+def split_top_level(text: str) -> list[str]:
     """Split on commas that are not inside brackets: ``relu,srs(alpha=5,beta=3)`` → 2 items."""
     items, depth, start = [], 0, 0
     for i, ch in enumerate(text):
@@ -229,7 +269,7 @@ def _split_top_level(text: str) -> list[str]:
 
 def parse_activation_list(spec: str | Sequence[str]) -> list[ActivationChoice]:
     """A comma list (or a list of strings) of activations; duplicates are an error."""
-    texts = _split_top_level(spec) if isinstance(spec, str) else [t for s in spec for t in _split_top_level(s)]
+    texts = split_top_level(spec) if isinstance(spec, str) else [t for s in spec for t in split_top_level(s)]
     if not texts:
         raise ConfigError("no activation given")
     choices, seen = [], set()
@@ -422,9 +462,11 @@ class StudyConfig:
             raise ConfigError("no task given")
         if self.models is not None and not self.models:
             raise ConfigError("no model given")
-        for name, values in (("tasks", self.tasks), ("models", self.models or [])):
-            if len(set(values)) != len(values):
-                raise ConfigError(f"{name} lists a name twice: {values}")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ConfigError(f"tasks lists a name twice: {self.tasks}")
+        labels = [c.label for c in self.model_choices(self.models or [])]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"models lists a model twice: {labels}")
         if not self.seeds:
             raise ConfigError("no seed given")
         for s in self.seeds:
@@ -460,6 +502,15 @@ class StudyConfig:
     def baseline_choice(self) -> ActivationChoice:
         return parse_activation(self.baseline)
 
+    @staticmethod
+    def model_choices(models: Sequence[str]) -> list[ModelChoice]:
+        """``models`` (names, optionally with inline options) parsed."""
+        return [parse_model(m) for m in models]
+
+    def options_for(self, model: ModelChoice) -> dict[str, Any]:
+        """The options of one model arm: ``model_options[name]`` updated with the arm's inline options."""
+        return {**self.model_options.get(model.name, {}), **model.kwargs}
+
     # -- expansion ---------------------------------------------------------------------
     def training_for(self, task: str) -> dict[str, Any]:
         """The training settings of ``task``: its ``task_settings``, else the study's,
@@ -490,14 +541,14 @@ class StudyConfig:
             if not models:
                 raise ConfigError(f"no model chosen for task {task!r}")
             training = self.training_for(task)
-            for model in models:
-                options = dict(self.model_options.get(model, {}))
+            for model in self.model_choices(models):
+                options = self.options_for(model)
                 for seed in self.seeds:
                     for act in self.activation_choices():
                         specs.append(
                             RunSpec(
                                 task=task,
-                                model=model,
+                                model=model.name,
                                 activation=act,
                                 seed=seed,
                                 model_options=options,
@@ -526,7 +577,7 @@ class StudyConfig:
             if isinstance(kw.get(key), str):
                 kw[key] = [kw[key]]
         if isinstance(kw.get("activations"), str):
-            kw["activations"] = _split_top_level(kw["activations"])
+            kw["activations"] = split_top_level(kw["activations"])
         if "seeds" in kw:
             kw["seeds"] = seed_list(kw["seeds"])
         config = cls(**kw)

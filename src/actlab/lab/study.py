@@ -64,13 +64,13 @@ def _load_task(name: str, data_dir: str | None, seed: int, limit: int | None):
         raise ConfigError(f"task {name}: {err}") from None
 
 
-def _check_model(model: str, data, choice: ActivationChoice, options: dict) -> None:
+def _check_model(label: str, name: str, data, choice: ActivationChoice, options: dict) -> None:
     from .models import build_model
 
     try:
-        build_model(model, data, choice.create, **options)
+        build_model(name, data, choice.create, **options)
     except (KeyError, ValueError, TypeError) as err:
-        raise ConfigError(f"model {model}: {err.args[0] if err.args else err}") from None
+        raise ConfigError(f"model {label}: {err.args[0] if err.args else err}") from None
 
 
 def prepare_study(config: StudyConfig) -> list[RunSpec]:
@@ -97,8 +97,8 @@ def prepare_study(config: StudyConfig) -> list[RunSpec]:
         data = _load_task(task, config.data_dir_for(task), config.seeds[0], training["limit"])
         models = config.models if config.models is not None else [default_model(task)]
         models_for_task[task] = list(models)
-        for model in models:
-            _check_model(model, data, choices[0], dict(config.model_options.get(model, {})))
+        for model in config.model_choices(models):
+            _check_model(model.label, model.name, data, choices[0], config.options_for(model))
     return config.run_specs(models_for_task)
 
 
