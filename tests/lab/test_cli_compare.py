@@ -261,3 +261,20 @@ def test_failed_runs_are_stored_skipped_on_resume_and_retried_on_request(capsys,
     assert [r.result.status for r in actlab.lab.load_results(tmp_path)] == ["failed"]
     code, _, err = run_main(capsys, "results", str(tmp_path), "--report")
     assert code == 0 and "report.html" in err and (tmp_path / "report.html").exists()
+
+
+def test_model_arms_on_the_command_line_keep_their_commas():
+    import argparse
+
+    from actlab.cli.compare import _study_from_args, configure_compare
+
+    parser = argparse.ArgumentParser()
+    configure_compare(parser)
+    args = parser.parse_args(["--model", "mlp(depth=1,hidden=4), mlp(depth=3)", "--model-option", "hidden=8"])
+    config = _study_from_args(args)
+    assert config.models == ["mlp(depth=1,hidden=4)", "mlp(depth=3)"]
+    assert config.model_options == {"mlp": {"hidden": 8}}  # the flag applies per model name
+    assert [dict(s.model_options) for s in config.run_specs()][:: len(config.activation_choices()) * 3] == [
+        {"hidden": 4, "depth": 1},  # the arm's own option wins over the flag
+        {"hidden": 8, "depth": 3},
+    ]
