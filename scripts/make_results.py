@@ -32,7 +32,7 @@ from pathlib import Path
 from actlab.lab import analyse, load_config_file, read_results
 from actlab.lab.analysis import ComparisonTable, first_line
 from actlab.lab.config import RunSpec, StudyConfig, call_label
-from actlab.lab.report import comparison_rows, figures_for
+from actlab.lab.report import caption, comparison_rows, figures_for, settings_line
 from actlab.lab.runner import RunResult
 from actlab.lab.stats import ALPHA, Comparison, compare, holm, summarize
 from actlab.lab.store import StoredRun
@@ -103,6 +103,7 @@ class Check:
     kind: str = "better"
     tolerance: float = 0.0
     p_holm: float | None = None
+    subject: str = ""  # the activation the check is about, where there is one
 
     @property
     def significant(self) -> bool:
@@ -164,7 +165,7 @@ def values(table: ComparisonTable, label: str) -> dict[int, float]:
 def versus(table: ComparisonTable, other: str, reference: str, sign: int, **kw) -> Check:
     """``other`` against ``reference`` in one table (reference may differ from the table's baseline)."""
     comparison = compare(values(table, reference), values(table, other), table.test)
-    return Check(f"{other} vs {reference} ({table.title})", comparison, sign, **kw)
+    return Check(f"{other} vs {reference} ({table.title})", comparison, sign, subject=other, **kw)
 
 
 def arm(tables: Sequence[ComparisonTable], task: str | None = None, **options) -> ComparisonTable:
@@ -213,7 +214,7 @@ def ditac_verdict(tables, runs) -> Verdict:
     others = [row.label for row in t.rows if row.label not in ("ditac", "gelu", "relu")]
     extra.append(
         "DiTAC against the other trainable activations (not part of the verdict): "
-        + "; ".join(versus(t, "ditac", o, sign).line().split(" (")[0] + _short(versus(t, "ditac", o, sign)) for o in others)
+        + "; ".join(f"vs {o}:{_short(versus(t, 'ditac', o, sign))}" for o in others)
     )
     return Verdict(decide(checks), checks, extra=extra)
 
@@ -315,8 +316,8 @@ def zorro_verdict(tables, runs, stress_tables=None) -> Verdict:
     ]
     verdict = decide(checks)
     extra = ["tolerance of the \"no worse\" checks: 0.02 exact match (2 points)"]
-    stress = load_runs("zorro_lr_stress")
-    if stress is None:
+    stress = _in_grid("zorro_lr_stress", load_runs("zorro_lr_stress") or [])
+    if not stress:
         extra.append("learning-rate stress: not run yet")
         return Verdict(verdict, checks, extra=extra)
     failed: dict[str, list[int]] = {}
@@ -351,8 +352,8 @@ def resnet_verdict(tables, runs) -> Verdict:
     sign = _sign(t.higher_is_better)
     checks = [versus(t, row.label, "relu", sign) for row in t.rows if row.label != "relu"]
     decide(checks)  # fills in the Holm-corrected p-values
-    better = [c.text.split(" vs ")[0] for c in checks if c.outcome == "for"]
-    worse = [c.text.split(" vs ")[0] for c in checks if c.outcome == "against"]
+    better = [c.subject for c in checks if c.outcome == "for"]
+    worse = [c.subject for c in checks if c.outcome == "against"]
     verdict = (
         f"{len(better)} of {len(checks)} trainable activations significantly beat ReLU"
         + (f" ({', '.join(better)})" if better else "")
@@ -473,16 +474,14 @@ def _markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> li
     return out
 
 
-def _setting_text(table: ComparisonTable) -> str:
-    s = table.settings
-    parts = [f"epochs {s['epochs']}", f"batch {s['batch_size']}", f"{s['optimizer']} lr {s['lr']:g}"]
-    if s.get("limit"):
-        parts.append(f"{s['limit']} training samples")
-    return ", ".join(parts)
-
-
 def _config(name: str) -> StudyConfig:
     return load_config_file(STUDIES_DIR / f"{name}.toml")
+
+
+def _in_grid(name: str, runs: list[StoredRun]) -> list[StoredRun]:
+    """The runs of the study file's current grid, in its order (tables then follow the file's arms)."""
+    position = {spec.config_hash(): i for i, spec in enumerate(_config(name).run_specs())}
+    return sorted((r for r in runs if r.config_hash in position), key=lambda r: position[r.config_hash])
 
 
 def _tables(name: str, runs: list[StoredRun]) -> list[ComparisonTable]:
@@ -501,11 +500,12 @@ def _compute_line(runs: list[StoredRun]) -> str:
     )
 
 
-def render_study(study: Study, figures: bool, lines: list[str]) -> None:
-    """Append the study's section to ``lines``; write its PNGs when ``figures``."""
+def render_study(study: Study, figures: bool, lines: list[str]) -> str:
+    """Append the study's section to ``lines``; write its PNGs when ``figures``. Returns the verdict."""
     config = _config(study.name)
     lines += [f"## {study.title}", "", f"**Claim.** {study.claim}", ""]
     runs = load_runs(study.name)
+    runs = _in_grid(study.name, runs) if runs else runs
     command = f"actlab compare --config studies/{study.name}.toml"
     companions = [c for c, parent in COMPANIONS.items() if parent == study.name]
     lines += [
@@ -518,22 +518,29 @@ def render_study(study: Study, figures: bool, lines: list[str]) -> None:
         f"**Scale and caveats.** {study.caveats}",
         "",
     ]
-    if runs is None:
+    if not runs:
         lines += ["**Not run yet**: no export in `docs/results/data/`. Run the command above, then "
                   "`scripts/make_results.py --export`.", ""]
-        return
+        return "not run yet"
     tables = _tables(study.name, runs)
     lines += [f"**Compute.** {_compute_line(runs)}.", ""]
     try:
         verdict = study.verdict(tables, runs)
     except LookupError as err:  # an arm is missing from the data: say so rather than guess
         verdict = Verdict(f"inconclusive (incomplete data: {err})", [])
+    planned = len(_config(study.name).run_specs()) + sum(len(_config(c).run_specs()) for c in companions)
+    done = len(runs) + sum(len(_in_grid(c, load_runs(c) or [])) for c in companions)
+    if done < planned:
+        verdict.verdict += f" (partial data: {done} of {planned} runs finished)"
+        lines += [
+            f"**Incomplete.** Only {done} of the {planned} planned runs finished in the time this page was "
+            "made with; the study resumes from where it stopped when run again.",
+            "",
+        ]
     lines += [f"**Verdict: {verdict.verdict}.**", "", f"Rule: {verdict.rule}.", ""]
     lines += [f"- {c.line()}" for c in verdict.checks] + [f"- {e}" for e in verdict.extra] + [""]
     for index, table in enumerate(tables, 1):
-        lines += [f"### {table.title}: test {table.metric} ({'higher' if table.higher_is_better else 'lower'} is better)", ""]
-        lines += [_setting_text(table) + f"; {len(table.seeds)} seeds; p: Welch's t-test against {table.baseline}, "
-                  "`*` significant after Holm's correction within the table.", ""]
+        lines += [f"### {caption(table)}", "", settings_line(table) + ".", ""]
         lines += _markdown_table(*comparison_rows(table)) + [""]
         lines += [f"- note: {n}" for n in table.notes] + ([""] if table.notes else [])
         wanted = [n for n in ("metric", "curves", "time") if _drawable(table, n, study)]
@@ -554,6 +561,7 @@ def render_study(study: Study, figures: bool, lines: list[str]) -> None:
             if figures:
                 (DOCS / path).write_bytes(png)
             lines += [f"![{stem}]({path})", ""]
+    return verdict.verdict
 
 
 HEADER = """# Measured results: the papers' claims at lab scale
@@ -586,12 +594,21 @@ to keep them apart.
 
 
 def render(figures: bool = True) -> str:
-    lines = [HEADER]
     if figures:
         (DOCS / "results").mkdir(parents=True, exist_ok=True)
-    for study in STUDIES:
-        render_study(study, figures, lines)
-    return "\n".join(lines).rstrip() + "\n"
+    sections: list[str] = []
+    verdicts = [render_study(study, figures, sections) for study in STUDIES]
+    summary = ["## Summary", ""] + _markdown_table(
+        ["study", "claim", "verdict"],
+        [[f"[{s.title}](#{_anchor(s.title)})", s.claim, v] for s, v in zip(STUDIES, verdicts)],
+    )
+    return "\n".join([HEADER, *summary, "", *sections]).rstrip() + "\n"
+
+
+def _anchor(title: str) -> str:
+    """GitHub's heading anchor: lower case, punctuation dropped, spaces to hyphens."""
+    kept = "".join(ch for ch in title.lower() if ch.isalnum() or ch in " -_")
+    return kept.replace(" ", "-")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

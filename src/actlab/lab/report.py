@@ -25,7 +25,7 @@ import numpy as np
 
 from .analysis import ActivationRow, ComparisonTable
 
-__all__ = ["format_comparison", "comparison_rows", "write_report", "Figure", "figures_for", "atomic_write"]
+__all__ = ["format_comparison", "comparison_rows", "caption", "settings_line", "write_report", "Figure", "figures_for", "atomic_write"]
 
 _DASH = "-"
 
@@ -117,7 +117,8 @@ def comparison_rows(table: ComparisonTable) -> tuple[list[str], list[list[str]]]
     return _headers(table), [_cells(r) for r in table.rows]
 
 
-def _caption(table: ComparisonTable) -> str:
+def caption(table: ComparisonTable) -> str:
+    """``task / model: test metric (direction), n seeds, test against baseline``."""
     direction = "higher is better" if table.higher_is_better else "lower is better"
     n = len(table.seeds)
     test = {"welch": "Welch's t-test", "paired": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test"}[table.test]
@@ -126,7 +127,8 @@ def _caption(table: ComparisonTable) -> str:
     )
 
 
-def _settings_line(table: ComparisonTable) -> str:
+def settings_line(table: ComparisonTable) -> str:
+    """The training settings of one comparison, on one line."""
     s = table.settings
     parts = [f"epochs {s['epochs']}", f"batch {s['batch_size']}", f"{s['optimizer']} lr {s['lr']:g}"]
     if s.get("weight_decay"):
@@ -161,7 +163,7 @@ def format_comparison(table: ComparisonTable) -> str:
     from ..cli.catalogue import format_table
 
     headers, rows = comparison_rows(table)
-    out = [_caption(table), _settings_line(table), "", format_table(headers, rows)]
+    out = [caption(table), settings_line(table), "", format_table(headers, rows)]
     extra = _footnotes(table) + [f"note: {n}" for n in table.notes]
     if extra:
         out += [""] + extra
@@ -472,8 +474,8 @@ def write_report(
     figure_paths: dict[int, str] = {}
     figures_dir = out / "figures"
     for index, table in enumerate(tables, 1):
-        doc.add("h2", _caption(table))
-        doc.add("p", _settings_line(table))
+        doc.add("h2", caption(table))
+        doc.add("p", settings_line(table))
         doc.add("table", comparison_rows(table))
         notes = _footnotes(table) + [f"Note: {n}" for n in table.notes]
         if notes:
