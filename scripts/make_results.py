@@ -403,7 +403,8 @@ STUDIES = [
         "(official logs: 99.55 % vs 99.34 % best test accuracy on full MNIST), also as a hybrid with ReLU at "
         "the fully connected layer.",
         slaf_verdict,
-        "MNIST is not available offline: digits and a 1 000-image Fashion-MNIST subset (2 epochs) stand in.",
+        "MNIST is not available offline: digits and a 1 000-image Fashion-MNIST subset (2 epochs) stand in. "
+        "The hybrid routine (`slaf_cnn(act_layers='conv')`, ReLU at the FC site) is left out for compute.",
     ),
     Study(
         "zorro_transformer",
@@ -576,6 +577,9 @@ what these runs show at this scale, not what the paper's full setting would show
 standard deviation over seeds, a t-based 95 % CI, Welch's t-test against the study's baseline,
 `*` = significant at 0.05 after Holm's correction within the table. A run's test metric is
 taken at its best validation epoch. `time/epoch` and `saved mem` are relative to the baseline.
+The committed runs shared an oversubscribed 2-core machine (several studies and test suites at
+once), so their times are indicative only; `saved mem` (bytes autograd keeps for backward) does
+not depend on load.
 
 **Regenerating.** Run the studies, export and rebuild the page:
 
