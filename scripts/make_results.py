@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -123,7 +124,8 @@ class Check:
         p = "n/a" if c.p_value is None else f"{c.p_value:.3g}"
         ph = "n/a" if self.p_holm is None else f"{self.p_holm:.3g}"
         mark = {"for": "as claimed", "against": "against the claim", "open": "not decided"}[self.outcome]
-        return f"{self.text}: Δ = {c.difference:+.4g}, p = {p} (Holm {ph}) → {mark}"
+        d = "n/a" if math.isnan(c.difference) else f"{c.difference:+.4g}"
+        return f"{self.text}: Δ = {d}, p = {p} (Holm {ph}) → {mark}"
 
 
 def decide(checks: Sequence[Check]) -> str:
@@ -193,7 +195,7 @@ class Study:
     title: str
     claim: str
     verdict: Callable[[list[ComparisonTable], list[StoredRun]], Verdict]
-    caveats: str
+    caveats: str  # may name settings: {config.epochs}, or a companion study's: {zorro_lr_stress.lr}
     curves: bool = False
     times: bool = False
     extra_figure: Callable[[list[ComparisonTable]], tuple[str, bytes] | None] | None = None
@@ -355,6 +357,8 @@ def resnet_verdict(tables, runs) -> Verdict:
     (t,) = tables
     sign = _sign(t.higher_is_better)
     checks = [versus(t, row.label, "relu", sign) for row in t.rows if row.label != "relu"]
+    if not checks:
+        return Verdict("inconclusive (no activation besides ReLU has finished runs yet)", [], rule="")
     decide(checks)  # fills in the Holm-corrected p-values
     better = [c.subject for c in checks if c.outcome == "for"]
     worse = [c.subject for c in checks if c.outcome == "against"]
@@ -423,8 +427,9 @@ STUDIES = [
         "Zorro (Roodschild et al., 2024): Zorro functions are a stable replacement for ReLU and GELU in "
         "Transformers.",
         lambda tables, runs: zorro_verdict(tables, runs),
-        "num2words (1 000 training pairs) and a 2+2-layer Transformer of width 64, 10 epochs; the stress "
-        "study trains the same grid for 5 epochs at 10× the learning rate, without gradient clipping.",
+        "num2words (1 000 training pairs) and a 2+2-layer Transformer of width 64, {config.epochs} epochs; "
+        "the stress study (`zorro_lr_stress.toml`) trains the same grid for {zorro_lr_stress.epochs} epochs at lr "
+        "{zorro_lr_stress.lr:g} instead of {config.lr:g}, without gradient clipping.",
         curves=True,
     ),
     Study(
@@ -507,7 +512,7 @@ def _compute_line(runs: list[StoredRun]) -> str:
     failed = sum(not r.result.ok for r in runs)
     config = runs[0].spec
     return (
-        f"{len(runs)} runs ({failed} failed), {total / 60:.1f} min of run time in all "
+        f"{len(runs)} run{'s' * (len(runs) != 1)} ({failed} failed), {total / 60:.1f} min of run time in all "
         f"(device {config.device}; several runs in parallel on a shared 2-core machine)"
     )
 
@@ -527,7 +532,7 @@ def render_study(study: Study, figures: bool, lines: list[str]) -> str:
         f"activations {', '.join(c.label for c in config.activation_choices())}; baseline {config.baseline}; "
         f"{len(config.seeds)} seeds.",
         "",
-        f"**Scale and caveats.** {study.caveats}",
+        "**Scale and caveats.** " + study.caveats.format(config=config, **{c: _config(c) for c in companions}),
         "",
     ]
     if not runs:
@@ -535,13 +540,14 @@ def render_study(study: Study, figures: bool, lines: list[str]) -> str:
                   "`scripts/make_results.py --export`.", ""]
         return "not run yet"
     tables = _tables(study.name, runs)
-    lines += [f"**Compute.** {_compute_line(runs)}.", ""]
+    companion_runs = [r for c in companions for r in _in_grid(c, load_runs(c) or [])]
+    lines += [f"**Compute.** {_compute_line(runs + companion_runs)}.", ""]
     try:
         verdict = study.verdict(tables, runs)
     except LookupError as err:  # an arm is missing from the data: say so rather than guess
         verdict = Verdict(f"inconclusive (incomplete data: {err})", [])
     planned = len(_config(study.name).run_specs()) + sum(len(_config(c).run_specs()) for c in companions)
-    done = len(runs) + sum(len(_in_grid(c, load_runs(c) or [])) for c in companions)
+    done = len(runs) + len(companion_runs)
     if done < planned:
         verdict.verdict += f" (partial data: {done} of {planned} runs finished)"
         lines += [
@@ -549,7 +555,7 @@ def render_study(study: Study, figures: bool, lines: list[str]) -> str:
             "made with; the study resumes from where it stopped when run again.",
             "",
         ]
-    lines += [f"**Verdict: {verdict.verdict}.**", "", f"Rule: {verdict.rule}.", ""]
+    lines += [f"**Verdict: {verdict.verdict}.**", ""] + ([f"Rule: {verdict.rule}.", ""] if verdict.rule else [])
     lines += [f"- {c.line()}" for c in verdict.checks] + [f"- {e}" for e in verdict.extra] + [""]
     for index, table in enumerate(tables, 1):
         lines += [f"### {caption(table)}", "", settings_line(table) + ".", ""]
