@@ -292,6 +292,19 @@ def test_models_using_fast_paths_compile_with_fullgraph():
     assert compiled.compiled_graph_count() - before <= 2  # only the eager call above compiled kernels
 
 
+@pytest.mark.compile
+def test_torch_export_sees_the_reference_path(monkeypatch):
+    """The rule exporters rely on: under torch.export, "auto" is the reference (plain aten ops)."""
+    chosen = []
+    choose = dispatch.choose
+    monkeypatch.setattr(dispatch, "choose", lambda *a: chosen.append(choose(*a)) or chosen[-1])
+    model = nn.Sequential(nn.Linear(4, 4), actlab.Sqish(num_parameters=4))
+    x = torch.randn(3, 4)
+    program = torch.export.export(model, (x,))
+    assert chosen and set(chosen) == {"reference"}
+    torch.testing.assert_close(program.module()(x), model(x))
+
+
 @pytest.mark.slow
 @pytest.mark.compile
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)

@@ -63,10 +63,11 @@ def _threshold_from_env(default: int) -> int:
 
 
 #: Inputs with at least this many elements use the compiled kernels under
-#: ``"auto"`` on CPU. Measured on the development machine (docs/performance.md):
-#: below it the time saved per call is too small to repay a compile within a
-#: short training run, and for the lab's tiny models compiling never pays off.
-COMPILE_THRESHOLD: int = _threshold_from_env(1 << 18)
+#: ``"auto"`` (benchmarks/compile_threshold.py, docs/performance.md): from 2^20
+#: elements every activation measured repays a cold compile within about 3,000
+#: calls (15-350 at 2^22); at 2^18 the cheaper ones need over 6,000, and below
+#: 2^16 the compiled call is not faster at all. The lab's small models stay eager.
+COMPILE_THRESHOLD: int = _threshold_from_env(1 << 20)
 
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
