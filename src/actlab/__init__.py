@@ -10,7 +10,7 @@ Quick start::
     actlab.info("zorro").provenance
 """
 
-from . import functional
+from . import cpab, functional
 from ._version import __version__
 from .activations import (
     AGLU,
@@ -18,19 +18,35 @@ from .activations import (
     EELU,
     PAU,
     SAU,
+    SLAF,
     SRS,
     AsymmetricZorro,
+    DiTAC,
     GELUTanh,
     Serf,
     SigmoidZorro,
+    SLAFChebyshev,
+    SLAFFourier,
     SlopedZorro,
     Sqish,
     Swish,
     TanhZorro,
     Zorro,
+    slaf_l1_penalty,
 )
 from .backend import get_backend, set_backend
 from .base import Activation, ParametricActivation
+from .fitting import fit
+from .inspection import (
+    InputHistogram,
+    ParameterRecorder,
+    Properties,
+    SiteReport,
+    inspect,
+    properties,
+    record_inputs,
+)
+from .plotting import animate_evolution, plot, plot_evolution, plot_sites
 from .registry import ActivationInfo, ParameterInfo, create, info, list_activations, register
 from .sites import activation_parameters, activation_sites, is_activation
 
@@ -50,6 +66,17 @@ __all__ = [
     "activation_sites",
     "activation_parameters",
     "is_activation",
+    "inspect",
+    "SiteReport",
+    "record_inputs",
+    "InputHistogram",
+    "ParameterRecorder",
+    "properties",
+    "Properties",
+    "plot",
+    "plot_sites",
+    "plot_evolution",
+    "animate_evolution",
     "SRS",
     "Serf",
     "Zorro",
@@ -65,4 +92,10 @@ __all__ = [
     "PAU",
     "Swish",
     "GELUTanh",
+    "DiTAC",
+    "SLAF",
+    "SLAFChebyshev",
+    "SLAFFourier",
+    "slaf_l1_penalty",
+    "fit",
 ]

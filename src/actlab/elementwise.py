@@ -33,7 +33,7 @@ from torch import Tensor
 from .backend import check_backend, get_backend
 from .kernels import dispatch
 
-__all__ = ["ElementwiseOp", "apply", "compute_dtype", "forward_value", "backward_grads", "ParamLike"]
+__all__ = ["ElementwiseOp", "apply", "compute_dtype", "param_tensor", "forward_value", "backward_grads", "ParamLike"]
 
 ParamLike = float | int | Tensor
 
@@ -115,7 +115,7 @@ def _make_fused_function(op: ElementwiseOp) -> type:
     return type(name, (torch.autograd.Function,), body)
 
 
-def _param_tensor(value: ParamLike, name: str, x: Tensor, channel_dim: int) -> Tensor:
+def param_tensor(value: ParamLike, name: str, x: Tensor, channel_dim: int) -> Tensor:
     """Shape a parameter for broadcasting against ``x``: scalar, or one value per channel."""
     if not isinstance(value, Tensor):
         return torch.tensor(float(value), dtype=compute_dtype(x.dtype), device=x.device)
@@ -172,7 +172,7 @@ def apply(
         )
     if len(params) != len(op.param_names):
         raise TypeError(f"{op.name} takes {len(op.param_names)} parameter(s) {op.param_names}, got {len(params)}")
-    ps = [_param_tensor(p, n, x, channel_dim) for p, n in zip(params, op.param_names)]
+    ps = [param_tensor(p, n, x, channel_dim) for p, n in zip(params, op.param_names)]
     requested = check_backend(backend) or get_backend()
     path = dispatch.choose(op, x, requested)
     if path == "reference":
