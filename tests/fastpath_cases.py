@@ -20,7 +20,7 @@ from actlab.elementwise import ElementwiseOp, apply
 ELEMENTWISE = [
     n
     for n in actlab.list_activations()
-    if issubclass(actlab.info(n).cls, actlab.Activation) and isinstance(actlab.create(n).op, ElementwiseOp)
+    if isinstance(getattr(actlab.create(n), "op", None), ElementwiseOp)  # DiTAC and SLAF have their own paths
 ]
 
 #: (label, input shape, channel_dim, per-channel?, memory format): every canonical layout, and a non-dense input
