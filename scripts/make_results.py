@@ -113,6 +113,8 @@ class Check:
     @property
     def outcome(self) -> str:
         towards = self.comparison.difference * self.sign
+        if self.comparison.p_value is None:  # no test was possible (too few seeds): nothing is decided
+            return "open"
         if self.significant and towards < 0:
             return "against"
         if self.kind == "better":

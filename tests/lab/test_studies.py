@@ -128,6 +128,8 @@ def test_verdict_rule_direction_and_no_worse_claims(make_results):
     assert make_results.decide([_check(make_results, -0.005, 0.4, **no_worse)]) == "supported"
     assert make_results.decide([_check(make_results, -0.05, 0.4, **no_worse)]) == "inconclusive at this scale"
     assert make_results.decide([_check(make_results, -0.005, 0.001, **no_worse)]) == "not supported"
+    # Too few seeds for a test: a small difference is not evidence of "no worse".
+    assert make_results.decide([_check(make_results, 0.0, None, **no_worse)]) == "inconclusive at this scale"
 
 
 if __name__ == "__main__":  # pragma: no cover
