@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
 
 import actlab  # noqa: E402
 from actlab.cli.properties import HEADERS, markdown_table, property_cells  # noqa: E402
@@ -32,7 +34,10 @@ FIGSIZE, DPI = (6.0, 4.0), 100  # 600 × 400 px
 
 def draw(name: str, path: str) -> None:
     fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
-    plot(name, x_range=X_RANGE, derivative=True, ax=ax)
+    torch.manual_seed(0)  # randomly initialised activations (SLAF) draw the same curve on every run
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "not elementwise": said in the page instead
+        plot(name, x_range=X_RANGE, derivative=True, ax=ax)
     # No software/version stamp: the files change only when the curves do.
     fig.savefig(path, dpi=DPI, metadata={"Software": None})
     plt.close(fig)
@@ -53,13 +58,20 @@ def _reference(info) -> str:
 
 
 def section(info, props, image: str) -> str:
-    cells = dict(zip(HEADERS, property_cells(props)))
-    slope_at_0 = cells["f'(0)"]
-    measured = (
-        f"bounded: {cells['bounded']}; monotonic: {cells['monotonic']}; C¹: {cells['C1']}; "
-        f"minimum {cells['minimum (x, f)']}; f(0) = {cells['f(0)']}, f′(0) = {slope_at_0}; "
-        f"for Z ~ N(0, 1): E f(Z) = {cells['E f(Z)']}, Var f(Z) = {cells['Var f(Z)']}"
-    )
+    """A page section; ``props`` is None for an activation that is not elementwise."""
+    if props is None:
+        measured = (
+            "not elementwise (the output depends on batch or sample statistics), so it has no fixed curve "
+            "to measure; drawn on this grid as one batch, at seed 0"
+        )
+    else:
+        cells = dict(zip(HEADERS, property_cells(props)))
+        slope_at_0 = cells["f'(0)"]
+        measured = (
+            f"bounded: {cells['bounded']}; monotonic: {cells['monotonic']}; C¹: {cells['C1']}; "
+            f"minimum {cells['minimum (x, f)']}; f(0) = {cells['f(0)']}, f′(0) = {slope_at_0}; "
+            f"for Z ~ N(0, 1): E f(Z) = {cells['E f(Z)']}, Var f(Z) = {cells['Var f(Z)']}"
+        )
     lines = [
         f"## {info.name}",
         "",
@@ -76,7 +88,7 @@ def section(info, props, image: str) -> str:
         lines.append(f"- **aliases:** {', '.join(info.aliases)}")
     if info.notes:
         lines.append(f"- **notes:** {info.notes}")
-    if props.mismatches():
+    if props is not None and props.mismatches():
         lines.append(f"- **registry flags differ from the measurement:** {'; '.join(props.mismatches())}")
     return "\n".join(lines)
 
@@ -95,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         info = actlab.info(name)
         draw(name, os.path.join(image_dir, f"{name}.png"))
-        props = actlab.properties(name)
-        rows.append(property_cells(props))
+        props = None
+        if getattr(info.cls, "elementwise", True):
+            props = actlab.properties(name)
+            rows.append(property_cells(props))
         sections.append(section(info, props, f"gallery/{name}.png"))
         print(f"{name}: done", file=sys.stderr)
     page = [

@@ -10,7 +10,7 @@ Quick start::
     actlab.info("zorro").provenance
 """
 
-from . import functional
+from . import cpab, functional
 from ._version import __version__
 from .activations import (
     AGLU,
@@ -18,19 +18,25 @@ from .activations import (
     EELU,
     PAU,
     SAU,
+    SLAF,
     SRS,
     AsymmetricZorro,
+    DiTAC,
     GELUTanh,
     Serf,
     SigmoidZorro,
+    SLAFChebyshev,
+    SLAFFourier,
     SlopedZorro,
     Sqish,
     Swish,
     TanhZorro,
     Zorro,
+    slaf_l1_penalty,
 )
 from .backend import get_backend, set_backend
 from .base import Activation, ParametricActivation
+from .fitting import fit
 from .inspection import (
     InputHistogram,
     ParameterRecorder,
@@ -86,4 +92,10 @@ __all__ = [
     "PAU",
     "Swish",
     "GELUTanh",
+    "DiTAC",
+    "SLAF",
+    "SLAFChebyshev",
+    "SLAFFourier",
+    "slaf_l1_penalty",
+    "fit",
 ]

@@ -12,10 +12,12 @@ import functools
 import torch.nn.functional as _F
 
 from .activations.apa import aglu, apa
+from .activations.ditac import ditac
 from .activations.eelu import eelu
 from .activations.pau import pau
 from .activations.sau import sau
 from .activations.serf import serf
+from .activations.slaf import slaf
 from .activations.sqish import sqish
 from .activations.srs import srs
 from .activations.swish import swish
@@ -47,6 +49,8 @@ __all__ = [
     "sau",
     "sqish",
     "pau",
+    "ditac",
+    "slaf",
     "swish",
     "relu",
     "leaky_relu",
