@@ -30,9 +30,17 @@ from actlab.lab.executors import SerialExecutor
 def specs(activations, seeds, epochs: int, limit: int, hidden: int) -> list[RunSpec]:
     return [
         RunSpec(
-            task="digits", model="mlp", activation=ActivationChoice(a), seed=s, epochs=epochs,
-            batch_size=32, lr=1e-3, limit=limit, model_options={"hidden": hidden}, threads=1,
-        )  # fmt: skip
+            task="digits",
+            model="mlp",
+            activation=ActivationChoice(a),
+            seed=s,
+            epochs=epochs,
+            batch_size=32,
+            lr=1e-3,
+            limit=limit,
+            model_options={"hidden": hidden},
+            threads=1,
+        )
         for a in activations
         for s in seeds
     ]
@@ -58,7 +66,9 @@ def main() -> int:
     walls = {}
     for workers in (1, 2):
         walls[workers] = timed(DaskExecutor(workers, threads=1), study)
-        print(f"8-run study, {workers} worker{'s' * (workers > 1)}: {walls[workers]:.1f} s (cluster start/stop included)")
+        print(
+            f"8-run study, {workers} worker{'s' * (workers > 1)}: {walls[workers]:.1f} s (cluster start/stop included)"
+        )
     print(f"speed-up 1 -> 2 workers: {walls[1] / walls[2]:.2f}x (wall time ratio)")
 
     tiny = specs(("relu", "gelu", "silu", "srs"), range(args.tiny_runs // 4), 1, limit=64, hidden=4)

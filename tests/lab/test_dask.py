@@ -78,9 +78,7 @@ def test_a_killed_worker_costs_a_retry_and_every_run_is_stored_exactly_once(clie
     assert (tmp_path / "killed").exists(), "no worker was killed"
     assert outcome.executed == 4 and outcome.failed == 0
     rows = stored_rows(tmp_path / "out")
-    assert sorted((a, s, st) for _, a, s, st in rows) == sorted(
-        (a, s, "ok") for a in ("relu", "gelu") for s in (0, 1)
-    )
+    assert sorted((a, s, st) for _, a, s, st in rows) == sorted((a, s, "ok") for a in ("relu", "gelu") for s in (0, 1))
     assert len({h for h, *_ in rows}) == 4
     # Progress comes from the workers: a start and one epoch per completed run (the killed attempt
     # may have announced its start before it died).
@@ -96,14 +94,18 @@ def test_retries_exhausted_is_a_failed_run_with_a_clear_error_and_the_rest_is_ke
     with ResultStore(tmp_path / "out", create=False) as store:
         results = sorted((r.result for r in store.runs()), key=lambda r: r.status)
     failed, ok = results
-    assert failed.status == "failed" and failed.error.startswith("KilledWorker: the worker running this run died 1 time")
+    assert failed.status == "failed" and failed.error.startswith(
+        "KilledWorker: the worker running this run died 1 time"
+    )
     assert "--retry-failed" in failed.error
     assert ok.status == "ok" and ok.test_metrics
 
 
 def test_a_run_that_fails_on_its_own_is_stored_failed_and_not_retried(client, tmp_path):
     # SGD at lr=1e12 diverges: a result of the run, not a failure of its task.
-    config = study(tmp_path / "out", activations=("relu",), seeds=(0,)).merged({"optimizer": "sgd", "lr": 1e12, "epochs": 2})
+    config = study(tmp_path / "out", activations=("relu",), seeds=(0,)).merged(
+        {"optimizer": "sgd", "lr": 1e12, "epochs": 2}
+    )
     executor = DaskExecutor(threads=1, scheduler=client.scheduler.address, retries=3)
     executor.task = functools.partial(kill_own_worker_once, str(tmp_path / "never"))
     (tmp_path / "never").touch()  # no kill in this test
