@@ -222,6 +222,7 @@ class _Progress:
         from tqdm import tqdm
 
         if event.kind == "start":
+            self._close_bar(event.config_hash)  # a run started again (its Dask worker died)
             slot = self.free_slots.pop(0) if self.free_slots else None
             self.run_bars[event.config_hash] = (
                 tqdm(
@@ -242,12 +243,7 @@ class _Progress:
 
     def result(self, spec, result, stored: bool) -> None:
         self.finished += 1
-        key = spec.config_hash()
-        if key in self.run_bars:
-            bar, slot = self.run_bars.pop(key)
-            bar.close()
-            if slot is not None:
-                self.free_slots.append(slot)
+        self._close_bar(spec.config_hash())
         if result.ok:
             outcome = f"{result.metric}={result.test_value:.4f} (best epoch {result.best_epoch})"
         else:
@@ -260,6 +256,13 @@ class _Progress:
             self.overall.update(1)
         else:
             print(line, flush=True)
+
+    def _close_bar(self, key: str) -> None:
+        if key in self.run_bars:
+            bar, slot = self.run_bars.pop(key)
+            bar.close()
+            if slot is not None:
+                self.free_slots.append(slot)
 
     def close(self) -> None:
         if self.bars:

@@ -28,6 +28,7 @@ its own ``allowed-failures`` (default 3) before reporting (see docs/cluster.md).
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -163,6 +164,9 @@ class DaskExecutor(Executor):
                 dashboard_address=f"{LOOPBACK}:0",
                 scheduler_kwargs={"dashboard": False},
                 worker_dashboard_address=None,
+                # Shutdown notices ("worker process still alive after 4 s, killing": torch's slow
+                # interpreter exit on a busy machine) are noise here; errors still show.
+                silence_logs=logging.ERROR,
             )
         with cluster, Client(cluster) as client:
             yield client
