@@ -8,6 +8,8 @@ Quick start::
     y = actlab.functional.serf(x)
     actlab.list_activations(trainable=True)
     actlab.info("zorro").provenance
+    report = actlab.replace_activations(model, "srs", per_channel=True, example_input=x)
+    opt = torch.optim.AdamW(actlab.param_groups(model, weight_decay=0.05), lr=1e-3)
 """
 
 from . import functional
@@ -31,8 +33,12 @@ from .activations import (
 )
 from .backend import get_backend, set_backend
 from .base import Activation, ParametricActivation
+from .callsites import FunctionalCall, find_functional_activations
+from .checkpoint import load_state_dict, saved_activations
+from .optim import param_groups
 from .registry import ActivationInfo, ParameterInfo, create, info, list_activations, register
 from .sites import activation_parameters, activation_sites, is_activation
+from .surgery import ReplacedSite, ReplacementReport, replace_activations
 
 __all__ = [
     "__version__",
@@ -50,6 +56,14 @@ __all__ = [
     "activation_sites",
     "activation_parameters",
     "is_activation",
+    "replace_activations",
+    "ReplacementReport",
+    "ReplacedSite",
+    "find_functional_activations",
+    "FunctionalCall",
+    "param_groups",
+    "load_state_dict",
+    "saved_activations",
     "SRS",
     "Serf",
     "Zorro",
