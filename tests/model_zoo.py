@@ -17,12 +17,17 @@ def accepts(name: str, keyword: str) -> bool:
 
 
 def make(name: str, channels: int | None = None, channel_dim: int = 1) -> nn.Module:
-    """A registered activation, per channel where it supports it and ``channels`` is given."""
+    """A registered activation, per channel where it supports it and ``channels`` is given.
+
+    Activations without a ``channel_dim`` argument (``nn.PReLU``) are per channel along
+    axis 1 only; for another axis they are made shared.
+    """
     kwargs = {}
     if channels is not None and accepts(name, "num_parameters"):
-        kwargs["num_parameters"] = channels
         if accepts(name, "channel_dim"):
-            kwargs["channel_dim"] = channel_dim
+            kwargs = {"num_parameters": channels, "channel_dim": channel_dim}
+        elif channel_dim == 1:
+            kwargs = {"num_parameters": channels}
     return actlab.create(name, **kwargs)
 
 

@@ -78,8 +78,14 @@ def onnx_runner(program: torch.export.ExportedProgram):
 
 
 def torch_runner(program: torch.export.ExportedProgram):
+    """The exported program's module, run for inference (as ONNX Runtime runs it)."""
     module = program.module()
-    return lambda x: list(module(x))
+
+    def run(x: torch.Tensor) -> list[torch.Tensor]:
+        with torch.no_grad():
+            return list(module(x))
+
+    return run
 
 
 @functools.cache
@@ -99,7 +105,12 @@ def zoo_program() -> torch.export.ExportedProgram | None:
 def zoo_outputs(runner) -> list[torch.Tensor] | None:
     """The zoo's exported outputs on a batch size not seen at export (``None``: the joint export failed)."""
     program = zoo_program()
-    return None if program is None else runner(program)(example(7))
+    if program is None:
+        return None
+    try:
+        return runner(program)(example(7))
+    except Exception:  # e.g. ONNX translation or ONNX Runtime: each test then runs its activation alone
+        return None
 
 
 def check(name: str, runner, tolerance: float) -> None:
