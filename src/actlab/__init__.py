@@ -20,22 +20,37 @@ from .activations import (
     EELU,
     PAU,
     SAU,
+    SLAF,
     SRS,
     AsymmetricZorro,
     GELUTanh,
     Serf,
     SigmoidZorro,
+    SLAFChebyshev,
+    SLAFFourier,
     SlopedZorro,
     Sqish,
     Swish,
     TanhZorro,
     Zorro,
+    slaf_l1_penalty,
 )
 from .backend import get_backend, set_backend
 from .base import Activation, ParametricActivation
 from .callsites import FunctionalCall, find_functional_activations
 from .checkpoint import load_state_dict, saved_activations
+from .fitting import fit
+from .inspection import (
+    InputHistogram,
+    ParameterRecorder,
+    Properties,
+    SiteReport,
+    inspect,
+    properties,
+    record_inputs,
+)
 from .optim import param_groups
+from .plotting import animate_evolution, plot, plot_evolution, plot_sites
 from .registry import ActivationInfo, ParameterInfo, create, info, list_activations, register
 from .sites import activation_parameters, activation_sites, is_activation
 from .surgery import ReplacedSite, ReplacementReport, replace_activations
@@ -64,6 +79,17 @@ __all__ = [
     "param_groups",
     "load_state_dict",
     "saved_activations",
+    "inspect",
+    "SiteReport",
+    "record_inputs",
+    "InputHistogram",
+    "ParameterRecorder",
+    "properties",
+    "Properties",
+    "plot",
+    "plot_sites",
+    "plot_evolution",
+    "animate_evolution",
     "SRS",
     "Serf",
     "Zorro",
@@ -79,4 +105,9 @@ __all__ = [
     "PAU",
     "Swish",
     "GELUTanh",
+    "SLAF",
+    "SLAFChebyshev",
+    "SLAFFourier",
+    "slaf_l1_penalty",
+    "fit",
 ]

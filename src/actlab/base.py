@@ -125,6 +125,10 @@ class Activation(nn.Module):
     """
 
     op: ClassVar[ElementwiseOp]
+    #: True when the output at each position depends only on the input there (and
+    #: the parameters). Activations with batch statistics or per-sample scaling
+    #: (SLAF's) set it to False; inspection and property measurement honour it.
+    elementwise: ClassVar[bool] = True
 
     def __init__(self) -> None:
         super().__init__()

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from .backend import check_backend, get_backend
 
-__all__ = ["ElementwiseOp", "apply", "compute_dtype", "ParamLike"]
+__all__ = ["ElementwiseOp", "apply", "compute_dtype", "param_tensor", "ParamLike"]
 
 ParamLike = float | int | Tensor
 
@@ -106,7 +106,7 @@ def _make_fused_function(op: ElementwiseOp) -> type:
     return type(name, (torch.autograd.Function,), body)
 
 
-def _param_tensor(value: ParamLike, name: str, x: Tensor, channel_dim: int) -> Tensor:
+def param_tensor(value: ParamLike, name: str, x: Tensor, channel_dim: int) -> Tensor:
     """Shape a parameter for broadcasting against ``x``: scalar, or one value per channel."""
     if not isinstance(value, Tensor):
         return torch.tensor(float(value), dtype=compute_dtype(x.dtype), device=x.device)
@@ -162,7 +162,7 @@ def apply(
         )
     if len(params) != len(op.param_names):
         raise TypeError(f"{op.name} takes {len(op.param_names)} parameter(s) {op.param_names}, got {len(params)}")
-    ps = [_param_tensor(p, n, x, channel_dim) for p, n in zip(params, op.param_names)]
+    ps = [param_tensor(p, n, x, channel_dim) for p, n in zip(params, op.param_names)]
     chosen = check_backend(backend) or get_backend()
     if chosen == "reference":
         return _forward_value(op.forward, x, ps)

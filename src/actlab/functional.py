@@ -16,6 +16,7 @@ from .activations.eelu import eelu
 from .activations.pau import pau
 from .activations.sau import sau
 from .activations.serf import serf
+from .activations.slaf import slaf
 from .activations.sqish import sqish
 from .activations.srs import srs
 from .activations.swish import swish
@@ -47,6 +48,7 @@ __all__ = [
     "sau",
     "sqish",
     "pau",
+    "slaf",
     "swish",
     "relu",
     "leaky_relu",

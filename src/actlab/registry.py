@@ -30,6 +30,7 @@ __all__ = [
     "list_activations",
     "info",
     "canonical_name",
+    "name_of",
     "FunctionalActivation",
 ]
 
@@ -56,7 +57,14 @@ class ParameterInfo:
 
 @dataclass(frozen=True)
 class ActivationInfo:
-    """Everything the registry knows about one activation."""
+    """Everything the registry knows about one activation.
+
+    The shape properties (``bounded_below``, ``bounded_above``, ``smooth`` meaning
+    continuously differentiable, ``monotonic``) describe the function **at its
+    default parameters**; trained parameters can change them (Swish with beta < 0
+    is bounded above instead of below, SAU with alpha < 0 is not monotonic).
+    :func:`actlab.properties` measures them for any parameter values.
+    """
 
     name: str
     family: str
@@ -196,6 +204,17 @@ def info(name: str) -> ActivationInfo:
 def get_class(name: str) -> type:
     """The module class registered under ``name``."""
     return info(name).cls
+
+
+def name_of(module: nn.Module) -> str | None:
+    """The registry name whose class is exactly ``type(module)``, or ``None`` if unregistered.
+
+    Matching is by exact class: ``nn.GELU(approximate="tanh")`` reports as ``gelu``
+    (its class), while :class:`~actlab.activations.baselines.GELUTanh` reports as
+    ``gelu_tanh``.
+    """
+    cls = type(module)
+    return next((name for name, entry in _REGISTRY.items() if entry.cls is cls), None)
 
 
 def list_activations(trainable: bool | None = None) -> list[str]:

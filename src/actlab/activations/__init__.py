@@ -1,12 +1,13 @@
 """The activation families, one module each. Importing this package registers them all."""
 
-from . import apa, baselines, eelu, pau, sau, serf, sqish, srs, swish, zorro  # noqa: F401  (registers them)
+from . import apa, baselines, eelu, pau, sau, serf, slaf, sqish, srs, swish, zorro  # noqa: F401  (registers them)
 from .apa import AGLU, APA
 from .baselines import GELUTanh
 from .eelu import EELU
 from .pau import PAU
 from .sau import SAU
 from .serf import Serf
+from .slaf import SLAF, SLAFChebyshev, SLAFFourier, slaf_l1_penalty
 from .sqish import Sqish
 from .srs import SRS
 from .swish import Swish
@@ -28,4 +29,8 @@ __all__ = [
     "PAU",
     "Swish",
     "GELUTanh",
+    "SLAF",
+    "SLAFChebyshev",
+    "SLAFFourier",
+    "slaf_l1_penalty",
 ]

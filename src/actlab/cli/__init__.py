@@ -17,6 +17,8 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("actlab.cli.catalogue", "list the registered activations"),
     "show": ("actlab.cli.catalogue", "show one activation: formula, parameters, reference, values"),
+    "plot": ("actlab.cli.plot", "draw activations and their derivatives to an image file"),
+    "properties": ("actlab.cli.properties", "measured properties (bounds, monotonicity, extrema, N(0,1) moments)"),
 }
 
 
