@@ -12,7 +12,7 @@ Quick start::
     opt = torch.optim.AdamW(actlab.param_groups(model, weight_decay=0.05), lr=1e-3)
 """
 
-from . import functional
+from . import cpab, functional
 from ._version import __version__
 from .activations import (
     AGLU,
@@ -23,6 +23,7 @@ from .activations import (
     SLAF,
     SRS,
     AsymmetricZorro,
+    DiTAC,
     GELUTanh,
     Serf,
     SigmoidZorro,
@@ -105,6 +106,7 @@ __all__ = [
     "PAU",
     "Swish",
     "GELUTanh",
+    "DiTAC",
     "SLAF",
     "SLAFChebyshev",
     "SLAFFourier",

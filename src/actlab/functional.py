@@ -12,6 +12,7 @@ import functools
 import torch.nn.functional as _F
 
 from .activations.apa import aglu, apa
+from .activations.ditac import ditac
 from .activations.eelu import eelu
 from .activations.pau import pau
 from .activations.sau import sau
@@ -48,6 +49,7 @@ __all__ = [
     "sau",
     "sqish",
     "pau",
+    "ditac",
     "slaf",
     "swish",
     "relu",

@@ -1,8 +1,9 @@
 """The activation families, one module each. Importing this package registers them all."""
 
-from . import apa, baselines, eelu, pau, sau, serf, slaf, sqish, srs, swish, zorro  # noqa: F401  (registers them)
+from . import apa, baselines, ditac, eelu, pau, sau, serf, slaf, sqish, srs, swish, zorro  # noqa: F401  (registers them)
 from .apa import AGLU, APA
 from .baselines import GELUTanh
+from .ditac import DiTAC
 from .eelu import EELU
 from .pau import PAU
 from .sau import SAU
@@ -29,6 +30,7 @@ __all__ = [
     "PAU",
     "Swish",
     "GELUTanh",
+    "DiTAC",
     "SLAF",
     "SLAFChebyshev",
     "SLAFFourier",

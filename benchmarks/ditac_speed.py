@@ -1,0 +1,142 @@
+"""Forward + backward time of DiTAC against native GELU on the same tensor, as ratios from one run.
+
+Paths timed (θ drawn from the prior, ``init="prior"``; regulariser not included; the
+released-code gradient quirk is not reproduced):
+
+- ``lut-linear``: the default, table + linear interpolation (custom autograd Function);
+- ``lut-nearest``: the released code's nearest-grid table with straight-through backward;
+- ``exact``: closed-form integration of every input, analytic backward;
+- ``gelu``: ``torch.nn.functional.gelu`` (native kernel), the reference of every ratio.
+
+Each repeat times all candidates in turn, so machine load affects them alike; the
+median over repeats is reported. Forward-only (``torch.no_grad``, eval mode: the
+table is cached) is timed as well. The goal for ``lut-linear`` is a ratio below 2 at
+2^22 elements.
+
+    python benchmarks/ditac_speed.py                       # 2^22 float32 on CPU (and CUDA if present)
+    python benchmarks/ditac_speed.py --log2-size 20 --threads 1 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+import actlab
+
+PATHS = {
+    "lut-linear": dict(mode="lut", lut_interp="linear"),
+    "lut-nearest": dict(mode="lut", lut_interp="nearest"),
+    "exact": dict(mode="exact"),
+}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time(fn, device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def bench(device: torch.device, size: int, repeats: int, exact_repeats: int) -> dict:
+    torch.manual_seed(0)
+    x = torch.randn(size, device=device)
+    grad = torch.randn_like(x)
+    modules = {"gelu": F.gelu}
+    for name, kw in PATHS.items():
+        modules[name] = actlab.DiTAC(**kw, device=device)
+
+    def train_step(module):
+        xi = x.detach().requires_grad_()
+        module(xi).backward(grad)
+
+    def eval_step(module):
+        with torch.no_grad():
+            module(x)
+
+    results = {name: {"fwd_bwd": [], "fwd": []} for name in modules}
+    for name, module in modules.items():  # warm-up
+        train_step(module)
+        if isinstance(module, torch.nn.Module):
+            module.eval()
+        eval_step(module)
+        if isinstance(module, torch.nn.Module):
+            module.train()
+    for r in range(repeats):
+        for name, module in modules.items():
+            if name == "exact" and r >= exact_repeats:
+                continue
+            results[name]["fwd_bwd"].append(_time(lambda: train_step(module), device))
+            if isinstance(module, torch.nn.Module):
+                module.eval()
+            results[name]["fwd"].append(_time(lambda: eval_step(module), device))
+            if isinstance(module, torch.nn.Module):
+                module.train()
+    medians = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in results.items()}
+    base = medians["gelu"]
+    return {
+        name: {
+            "fwd_bwd_ms": 1e3 * m["fwd_bwd"],
+            "fwd_ms": 1e3 * m["fwd"],
+            "fwd_bwd_ratio": m["fwd_bwd"] / base["fwd_bwd"],
+            "fwd_ratio": m["fwd"] / base["fwd"],
+            "repeats": len(results[name]["fwd_bwd"]),
+        }
+        for name, m in medians.items()
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--log2-size", type=int, default=22, help="number of elements is 2^N (default 22)")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--exact-repeats", type=int, default=3, help="repeats for the (slow) exact mode")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--device", action="append", help="cpu and/or cuda (default: cpu, plus cuda if available)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = args.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    size = 2**args.log2_size
+    report = {
+        "size": size,
+        "dtype": "float32",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "init": "prior",
+        "released_gradient_quirk": False,
+        "results": {},
+    }
+    for name in devices:
+        device = torch.device(name)
+        if device.type == "cuda":
+            report["cuda_device"] = torch.cuda.get_device_name(device)
+        results = bench(device, size, args.repeats, args.exact_repeats)
+        report["results"][name] = results
+        print(f"\n{name}: 2^{args.log2_size} float32 elements, {torch.get_num_threads()} threads, ratios to F.gelu")
+        print(f"{'path':<12} {'fwd+bwd ms':>11} {'ratio':>7} {'fwd (eval) ms':>14} {'ratio':>7}")
+        for path, r in results.items():
+            print(
+                f"{path:<12} {r['fwd_bwd_ms']:>11.1f} {r['fwd_bwd_ratio']:>7.2f} {r['fwd_ms']:>14.1f} {r['fwd_ratio']:>7.2f}"
+            )
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

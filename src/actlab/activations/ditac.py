@@ -1,0 +1,947 @@
+r"""DiTAC: Diffeomorphism-based Trainable Activation, arXiv:2407.07564 (Chelly, Finder, Ifergane, Freifeld, ECCV 2024).
+
+.. math::
+    \mathrm{DiTAC}(x) = \tilde x\,\Phi(x),\qquad
+    \tilde x = \begin{cases} a + (b-a)\,T_\theta\!\big(\tfrac{x-a}{b-a}\big) & a \le x \le b\\ x & \text{otherwise}\end{cases}
+
+T_θ is a CPA diffeomorphism of [0, 1] (see :mod:`actlab.cpab`); Φ is evaluated at
+the original x. With the displacement D(u) = T(u) - u, which is 0 at both ends,
+x̃ = x + (b - a)·D(u) and DiTAC(x) = GELU(x) + E(x), E = (b - a)·D(u)·Φ(x), which is
+0 outside [a, b]: θ = 0 gives x̃ = x exactly, and no rounding of a + (b - a)·u can
+make DiTAC discontinuous at a or b.
+
+Three evaluation paths:
+
+``mode="lut", lut_interp="linear"`` (default)
+    E tabulated at ``lut_size`` uniform points of [a, b] and interpolated
+    linearly, added to the native GELU: values, x-derivative (the slope of the
+    interpolant) and θ-gradient (the table's analytic Jacobian contracted with
+    the interpolation weights) are those of one piecewise-linear function, with
+    error O(h²) in value and O(h) in slope, h = (b - a)/(lut_size - 1). Exactly
+    ``F.gelu`` outside [a, b] and at θ = 0.
+``mode="lut", lut_interp="nearest"``
+    The released code's scheme: the input is rounded to the nearest grid point
+    u_j and x̃ = a + (b - a)·T(u_j) (a staircase); the backward pass is
+    straight-through, with the analytic T'(u_j) for x and dT(u_j)/dθ for θ.
+``mode="exact"``
+    T integrated in closed form at every input. The backward pass recomputes
+    T'(u) and the analytic dT/dθ (spec §3.5, forward mode) from the saved input.
+
+Every path saves only the input (and tables of size ``lut_size`` per θ row) for
+backward, and supports double backward (through the autograd reference
+expressions). ``backend="reference"`` evaluates the same functions with plain
+autograd-differentiable ops instead of the custom autograd Functions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from .. import cpab
+from ..backend import get_backend
+from ..base import Activation
+from ..registry import ParameterInfo, register
+
+__all__ = ["ditac", "DiTAC", "MODES", "LUT_INTERPOLATIONS", "INITS"]
+
+MODES = ("lut", "exact")
+LUT_INTERPOLATIONS = ("linear", "nearest")
+INITS = ("prior", "identity")
+
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+
+
+# ---------------------------------------------------------------------------------------
+# Shared pieces
+# ---------------------------------------------------------------------------------------
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _table_dtype(device: torch.device) -> torch.dtype:
+    """Tables are built in float64 (they are tiny) wherever the device has it."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _normal_cdf(x: Tensor) -> Tensor:
+    """Φ(x) = erfc(-x/√2)/2: accurate in the left tail, and (unlike ndtr) vectorised on CPU."""
+    return 0.5 * torch.special.erfc(x * -_INV_SQRT_2)
+
+
+def _gaussian(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Φ(x) and φ(x); φ underflows to 0 for huge |x| (x² = inf), so x̃·φ stays finite for every finite x."""
+    return _normal_cdf(x), torch.exp(-0.5 * x * x) * _INV_SQRT_2PI
+
+
+def _in_range(x: Tensor, lo: float, hi: float) -> Tensor:
+    return (x >= lo) & (x <= hi)
+
+
+#: Elements per block on the CPU. The LUT and exact paths are a dozen cheap passes
+#: over the data; run block by block, the intermediates stay in cache and their
+#: memory is reused instead of being allocated (and page-faulted) at full size.
+#: 2^18 was the fastest of 2^14..2^18 and unblocked in benchmarks/ditac_speed.py runs.
+CPU_BLOCK = 1 << 18
+
+
+def _blocks(n: int, device: torch.device) -> list[slice]:
+    if device.type != "cpu" or n <= CPU_BLOCK or torch.compiler.is_compiling():
+        return [slice(0, n)]
+    return [slice(i, min(i + CPU_BLOCK, n)) for i in range(0, n, CPU_BLOCK)]
+
+
+def _reference_grads(reference, inputs: tuple, args: tuple, needs: tuple, grad: Tensor) -> tuple:
+    """Gradients of ``reference(*inputs, *args)`` with a graph (for double backward).
+
+    A custom backward runs with grad mode on only under ``create_graph=True``; the
+    fast backward passes work in place, so that case differentiates the reference
+    expression instead.
+    """
+    wrt = [t for t, need in zip(inputs, needs) if need]
+    with torch.enable_grad():
+        y = reference(*inputs, *args)
+    grads = iter(torch.autograd.grad(y, wrt, grad, create_graph=True, allow_unused=True))
+    return tuple(next(grads) if need else None for need in needs)
+
+
+def _channel_offsets(x: Tensor, channels: int, stride: int, channel_dim: int) -> Optional[Tensor]:
+    """Per-element offset c·stride of the row of channel c in a flattened (C, stride) table (int32)."""
+    if channels == 1:
+        return None
+    if x.dim() < 2:
+        raise ValueError(
+            f"DiTAC has {channels} per-channel θ rows but the input has {x.dim()} dimension(s) and so no channel "
+            "dimension; use num_parameters=1 or give the input a channel dimension"
+        )
+    dim = channel_dim if channel_dim >= 0 else channel_dim + x.dim()
+    if not 0 <= dim < x.dim():
+        raise ValueError(f"channel_dim={channel_dim} is out of range for an input with {x.dim()} dimensions")
+    if x.shape[dim] != channels:
+        raise ValueError(
+            f"DiTAC has {channels} per-channel θ rows but the input has {x.shape[dim]} channels along "
+            f"channel_dim={channel_dim} (input shape {tuple(x.shape)}); set num_parameters to the channel count, "
+            "or channel_dim to the right axis"
+        )
+    shape = [1] * x.dim()
+    shape[dim] = channels
+    return (torch.arange(channels, device=x.device, dtype=torch.int32) * stride).reshape(shape)
+
+
+# ---------------------------------------------------------------------------------------
+# θ -> tables on the grid (analytic Jacobian, no autograd graph of the integration kept)
+# ---------------------------------------------------------------------------------------
+def _pin_ends(t: Tensor) -> Tensor:
+    """Zero the first and last grid point (dim 1): the ends are fixed points, D is exactly 0 there."""
+    inner = torch.ones(t.shape[1], dtype=t.dtype, device=t.device)
+    inner[0] = inner[-1] = 0
+    return t * inner.reshape((1, -1) + (1,) * (t.dim() - 2))
+
+
+def _on_grid(theta: Tensor, vertex_map: Tensor, size: int, *, slope: bool = False, jacobian: bool = False):
+    """D(u_j) = T(u_j) - u_j on the grid u_j = j/(size - 1), optionally T'(u_j) and dD/dθ,
+    in the table dtype (autograd-differentiable with respect to θ)."""
+    work = _table_dtype(theta.device)
+    vmap = vertex_map.to(work)
+    grid = torch.linspace(0.0, 1.0, size, dtype=work, device=theta.device).expand(theta.shape[0], size)
+    result = cpab.integrate(
+        grid,
+        *cpab.velocity_coefficients(theta.to(work), vmap),
+        derivative=slope,
+        jacobian=cpab.coefficient_jacobian(vmap) if jacobian else None,
+    )
+    jac = _pin_ends(result.jacobian) if jacobian else None
+    return _pin_ends(result.value - grid), result.derivative, jac
+
+
+# The grid tables are a custom op: torch.compile treats them as one opaque call
+# (their few hundred small operations would otherwise take minutes to compile, for
+# work that is negligible), and the op still has a fake implementation and an
+# autograd formula, so graphs that use it trace without breaks.
+@torch.library.custom_op("actlab::ditac_grid_tables", mutates_args=())
+def _grid_tables_op(theta: Tensor, vertex_map: Tensor, size: int, slope: bool, jacobian: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """(D, T' or empty, dD/dθ or empty) on the grid, in the table dtype."""
+    displacement, derivative, jac = _on_grid(theta, vertex_map, size, slope=slope, jacobian=jacobian)
+    # Distinct empty tensors: a custom op's outputs must not alias each other.
+    return displacement, derivative if slope else displacement.new_empty(0), jac if jacobian else displacement.new_empty(0)
+
+
+@_grid_tables_op.register_fake
+def _(theta: Tensor, vertex_map: Tensor, size: int, slope: bool, jacobian: bool):
+    rows, d = theta.shape
+    work = _table_dtype(theta.device)
+    table = theta.new_empty(rows, size, dtype=work)
+    derivative = theta.new_empty((rows, size) if slope else (0,), dtype=work)
+    return table, derivative, theta.new_empty((rows, size, d) if jacobian else (0,), dtype=work)
+
+
+def _grid_tables_setup(ctx, inputs, output) -> None:
+    theta, vertex_map, size, _, _ = inputs
+    ctx.save_for_backward(theta, vertex_map, output[2])
+    ctx.size = size
+
+
+def _grid_tables_backward(ctx, grad_displacement: Tensor, _grad_slope, _grad_jac):
+    """dD/dθ contracted with the incoming gradient; only D is differentiable."""
+    theta, vertex_map, jac = ctx.saved_tensors
+    if torch.is_grad_enabled():  # create_graph: second derivatives need autograd through the closed form
+        (grad_theta,) = _reference_grads(_displacement, (theta,), (vertex_map, ctx.size), (True,), grad_displacement)
+        return grad_theta, None, None, None, None
+    if jac.numel() == 0:
+        raise RuntimeError("ditac_grid_tables: the Jacobian was not computed (jacobian=False) but a gradient reached it")
+    # Multiply-and-sum, not einsum: autocast would run a matmul in half precision.
+    grad_theta = (grad_displacement.to(jac.dtype).unsqueeze(-1) * jac).sum(-2)
+    return grad_theta.to(theta.dtype), None, None, None, None
+
+
+_grid_tables_op.register_autograd(_grid_tables_backward, setup_context=_grid_tables_setup)
+
+
+def _displacement(theta: Tensor, vertex_map: Tensor, size: int) -> Tensor:
+    return _on_grid(theta, vertex_map, size)[0]
+
+
+def grid_tables(
+    theta: Tensor, vertex_map: Tensor, size: int, dtype: torch.dtype, with_slope: bool = True
+) -> tuple[Tensor, Optional[Tensor]]:
+    """(D, T') on ``size`` grid points for each θ row, as ``dtype`` tensors of shape (C, size).
+
+    D is differentiable with respect to θ (analytic Jacobian); T' is not (and is
+    None unless ``with_slope``).
+    """
+    needs_grad = torch.is_grad_enabled() and theta.requires_grad
+    displacement, slope, _ = _grid_tables_op(theta, vertex_map, size, with_slope, needs_grad)
+    return displacement.to(dtype), slope.detach().to(dtype) if with_slope else None
+
+
+def lut_tables(
+    theta: Tensor, vertex_map: Tensor, lo: float, hi: float, size: int, interp: str, dtype: torch.dtype
+) -> tuple[Tensor, ...]:
+    """The tables the LUT path reads, each (C, size), differentiable with respect to θ.
+
+    ``"linear"``: ``(E,)`` with E(x_j) = DiTAC(x_j) - GELU(x_j) = (b - a)·D(u_j)·Φ(x_j)
+    at the grid points x_j = a + (b - a)·u_j. ``"nearest"``: ``(D, T')``.
+    """
+    displacement, slope = grid_tables(theta, vertex_map, size, dtype, with_slope=interp == "nearest")
+    if interp == "nearest":
+        return displacement, slope
+    x = torch.linspace(lo, hi, size, dtype=displacement.dtype, device=displacement.device)
+    return ((hi - lo) * displacement * _normal_cdf(x),)
+
+
+# ---------------------------------------------------------------------------------------
+# Grid coordinates shared by both LUT schemes
+# ---------------------------------------------------------------------------------------
+def _coordinate(x: Tensor, lo: float, hi: float, size: int, *, padded: bool, inplace: bool = False) -> Tensor:
+    """The position of x on the grid: (x - a)/(b - a)·(size - 1), clamped to [0, size - 1]
+    (``padded``: shifted by 1 and clamped to [0, size], see below). NaN maps to 0: any
+    valid index will do, the output is NaN anyway. Differentiable when not ``inplace``."""
+    scale = (size - 1) / (hi - lo)
+    shift, top = (1 - lo * scale, size) if padded else (-lo * scale, size - 1)
+    s = x * scale
+    if inplace:
+        return s.add_(shift).clamp_(0, top).nan_to_num_(0.0)
+    return (s + shift).clamp(0, top).nan_to_num(0.0)
+
+
+def _flat_offsets(offsets: Optional[Tensor], x: Tensor) -> Optional[Tensor]:
+    """The per-channel row offsets for every element of x, flattened (None when θ is shared)."""
+    return None if offsets is None else offsets.expand(x.shape).reshape(-1)
+
+
+def _index(position: Tensor, offsets: Optional[Tensor], block: slice) -> Tensor:
+    """int32 table index (the floor: positions are >= 0), plus the channel row offset."""
+    index = position.detach().to(torch.int32).reshape(-1)
+    return index if offsets is None else index.add_(offsets[block])
+
+
+# ---------------------------------------------------------------------------------------
+# LUT, linear interpolation: DiTAC(x) = GELU(x) + E(x), E interpolated from its table
+# ---------------------------------------------------------------------------------------
+# The table is padded with one zero on each side; segment k of the padded table
+# (values P, steps S[k] = P[k+1] - P[k]) covers the padded position s ∈ [k, k+1).
+# Inputs left of a land in segment 0 and inputs right of b at s = size, where value
+# and step are 0, so no mask is needed and DiTAC is exactly GELU there.
+def _padded(table: Tensor) -> tuple[Tensor, Tensor]:
+    zero = table.new_zeros(table.shape[0], 1)
+    values = torch.cat([zero, table, zero], dim=1)
+    steps = torch.cat([values[:, 1:] - values[:, :-1], zero], dim=1)
+    return values, steps
+
+
+def _linear_reference(x: Tensor, table: Tensor, lo: float, hi: float, offsets: Optional[Tensor]) -> Tensor:
+    """The linear-LUT DiTAC in autograd-differentiable ops: the definition :class:`_LinearLUT` implements."""
+    values, steps = (t.reshape(-1) for t in _padded(table))
+    s = _coordinate(x, lo, hi, table.shape[-1], padded=True)
+    index = _index(s, _flat_offsets(offsets, x), slice(None))
+    w = s - s.detach().floor()
+    value, step = (t.index_select(0, index).view(x.shape) for t in (values, steps))
+    return torch.nn.functional.gelu(x) + value + w * step
+
+
+class _LinearLUT(torch.autograd.Function):
+    @staticmethod
+    def forward(x: Tensor, table: Tensor, lo: float, hi: float, offsets: Optional[Tensor]) -> Tensor:
+        size = table.shape[-1]
+        values, steps = (t.reshape(-1) for t in _padded(table))
+        flat, offs = x.reshape(-1), _flat_offsets(offsets, x)
+        out = torch.empty_like(flat)
+        for block in _blocks(flat.numel(), x.device):
+            xb = flat[block]
+            s = _coordinate(xb, lo, hi, size, padded=True, inplace=True)
+            index = _index(s, offs, block)
+            correction = values.index_select(0, index).addcmul_(s.frac_(), steps.index_select(0, index))
+            torch.add(torch.nn.functional.gelu(xb), correction, out=out[block])
+        return out.view(x.shape)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, table, lo, hi, offsets = inputs
+        ctx.save_for_backward(x, table, offsets)
+        ctx.bounds = (lo, hi)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, table, offsets = ctx.saved_tensors
+        lo, hi = ctx.bounds
+        needs = ctx.needs_input_grad[:2]
+        if torch.is_grad_enabled():
+            return _reference_grads(_linear_reference, (x, table), (lo, hi, offsets), needs, grad) + (None,) * 3
+        size = table.shape[-1]
+        values, steps = (t.reshape(-1) for t in _padded(table))
+        flat, offs, g = x.reshape(-1), _flat_offsets(offsets, x), grad.reshape(-1)
+        grad_x = torch.empty_like(flat) if needs[0] else None
+        grad_values, grad_steps = torch.zeros_like(values), torch.zeros_like(steps)
+        scale = (size - 1) / (hi - lo)
+        for block in _blocks(flat.numel(), x.device):
+            xb, gb = flat[block], g[block]
+            s = _coordinate(xb, lo, hi, size, padded=True, inplace=True)
+            index = _index(s, offs, block)
+            if needs[0]:
+                out = grad_x[block]
+                torch.ops.aten.gelu_backward.grad_input(gb, xb, grad_input=out)
+                out.addcmul_(gb, steps.index_select(0, index), value=scale)
+            if needs[1]:
+                grad_values.index_add_(0, index, gb)
+                grad_steps.index_add_(0, index, s.frac_().mul_(gb))
+        grad_table = None
+        if needs[1]:
+            # values = pad(table) and steps[k] = values[k+1] - values[k]
+            gv = grad_values.view(-1, size + 2)
+            gs = grad_steps.view(-1, size + 2)
+            grad_table = (gv + torch.nn.functional.pad(gs[:, :-1], (1, 0)) - gs)[:, 1:-1]
+        return (grad_x.view(x.shape) if needs[0] else None), grad_table, None, None, None
+
+
+# ---------------------------------------------------------------------------------------
+# LUT, nearest grid point with a straight-through backward (the released code's scheme)
+# ---------------------------------------------------------------------------------------
+def _nearest_image(x: Tensor, table: Tensor, lo: float, hi: float, offsets: Optional[Tensor], block: slice):
+    """Flat index of the nearest grid point u_j and x̃ = a + (b - a)·T(u_j) (x outside [a, b])."""
+    size = table.shape[-1]
+    r = _coordinate(x, lo, hi, size, padded=False).round()
+    index = _index(r, offsets, block)
+    image = lo + (hi - lo) * (r / (size - 1) + table.reshape(-1).index_select(0, index).view(x.shape))
+    return index, torch.where(_in_range(x, lo, hi), image, x)
+
+
+def _nearest_reference(x, table, slope, lo, hi, offsets) -> Tensor:
+    """Autograd form of :class:`_NearestLUT`. The staircase has zero x-derivative; the
+    straight-through term has value 0 and derivative T'(u_j) inside [a, b]."""
+    index, x_tilde = _nearest_image(x, table, lo, hi, _flat_offsets(offsets, x), slice(None))
+    straight_through = slope.reshape(-1).index_select(0, index).view(x.shape) * (x - x.detach())
+    x_tilde = x_tilde + torch.where(_in_range(x, lo, hi), straight_through, torch.zeros_like(x))
+    return x_tilde * _normal_cdf(x)
+
+
+class _NearestLUT(torch.autograd.Function):
+    @staticmethod
+    def forward(x: Tensor, table: Tensor, slope: Tensor, lo: float, hi: float, offsets: Optional[Tensor]) -> Tensor:
+        flat, offs = x.reshape(-1), _flat_offsets(offsets, x)
+        out = torch.empty_like(flat)
+        for block in _blocks(flat.numel(), x.device):
+            xb = flat[block]
+            _, x_tilde = _nearest_image(xb, table, lo, hi, offs, block)
+            torch.mul(x_tilde, _normal_cdf(xb), out=out[block])
+        return out.view(x.shape)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, table, slope, lo, hi, offsets = inputs
+        ctx.save_for_backward(x, table, slope, offsets)
+        ctx.bounds = (lo, hi)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, table, slope, offsets = ctx.saved_tensors
+        lo, hi = ctx.bounds
+        needs = ctx.needs_input_grad[:2]
+        if torch.is_grad_enabled():
+            inputs, args = (x, table), (slope, lo, hi, offsets)
+            return _reference_grads(_nearest_reference, inputs, args, needs, grad) + (None,) * 4
+        flat, offs, g = x.reshape(-1), _flat_offsets(offsets, x), grad.reshape(-1)
+        grad_x = torch.empty_like(flat) if needs[0] else None
+        grad_table = torch.zeros_like(table).reshape(-1)
+        for block in _blocks(flat.numel(), x.device):
+            xb, gb = flat[block], g[block]
+            index, x_tilde = _nearest_image(xb, table, lo, hi, offs, block)
+            inside = _in_range(xb, lo, hi)
+            cdf, pdf = _gaussian(xb)
+            if needs[0]:
+                # Straight-through: the analytic T' at the grid point instead of the staircase's 0.
+                dx_tilde = torch.where(inside, slope.reshape(-1).index_select(0, index), torch.ones_like(xb))
+                torch.mul(gb, dx_tilde * cdf + x_tilde * pdf, out=grad_x[block])
+            if needs[1]:
+                grad_table.index_add_(0, index, torch.where(inside, gb * cdf * (hi - lo), torch.zeros_like(gb)))
+        return (
+            grad_x.view(x.shape) if needs[0] else None,
+            grad_table.view(table.shape) if needs[1] else None,
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# Exact integration of every input
+# ---------------------------------------------------------------------------------------
+def _rows(x: Tensor, channels: int, channel_dim: int) -> Tensor:
+    """x as (C, M): the rows integrated with θ row c."""
+    if channels == 1:
+        return x.reshape(1, -1)
+    return x.movedim(channel_dim, 0).reshape(channels, -1)
+
+
+def _unrows(rows: Tensor, like: Tensor, channels: int, channel_dim: int) -> Tensor:
+    if channels == 1:
+        return rows.reshape(like.shape)
+    moved = like.movedim(channel_dim, 0).shape
+    return rows.reshape(moved).movedim(0, channel_dim)
+
+
+def _exact_block(rows: Tensor, slopes: Tensor, intercepts: Tensor, lo: float, hi: float, *, derivative=False, jacobian=None):
+    """In-range mask, x̃ and the integration result for a (C, m) block of inputs."""
+    inside = _in_range(rows, lo, hi)
+    u = (torch.where(inside, rows, torch.full_like(rows, lo)) - lo) / (hi - lo)
+    result = cpab.integrate(u, slopes, intercepts, derivative=derivative, jacobian=jacobian)
+    return inside, rows + (hi - lo) * (result.value - u), result
+
+
+def _field(theta: Tensor, vertex_map: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    return cpab.velocity_coefficients(theta.to(dtype), vertex_map.to(dtype))
+
+
+def _exact_reference(x: Tensor, theta: Tensor, vertex_map: Tensor, lo: float, hi: float, channel_dim: int) -> Tensor:
+    """Exact DiTAC differentiated by autograd through the closed form (memory-hungry; for checks and double backward)."""
+    rows = _rows(x, theta.shape[0], channel_dim)
+    _, x_tilde, _ = _exact_block(rows, *_field(theta, vertex_map, x.dtype), lo, hi)
+    return _unrows(x_tilde * _normal_cdf(rows), x, theta.shape[0], channel_dim)
+
+
+class _ExactDiTAC(torch.autograd.Function):
+    """Exact DiTAC; the backward pass recomputes T' and the analytic dT/dθ from the saved input."""
+
+    @staticmethod
+    def forward(x: Tensor, theta: Tensor, vertex_map: Tensor, lo: float, hi: float, channel_dim: int) -> Tensor:
+        rows = _rows(x, theta.shape[0], channel_dim)
+        slopes, intercepts = _field(theta, vertex_map, x.dtype)
+        out = torch.empty_like(rows)
+        for block in _blocks(rows.shape[1], x.device):
+            r = rows[:, block]
+            _, x_tilde, _ = _exact_block(r, slopes, intercepts, lo, hi)
+            torch.mul(x_tilde, _normal_cdf(r), out=out[:, block])
+        return _unrows(out, x, theta.shape[0], channel_dim)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, theta, vertex_map, lo, hi, channel_dim = inputs
+        ctx.save_for_backward(x, theta, vertex_map)
+        ctx.args = (lo, hi, channel_dim)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, theta, vertex_map = ctx.saved_tensors
+        lo, hi, channel_dim = ctx.args
+        needs = ctx.needs_input_grad[:2]
+        if torch.is_grad_enabled():
+            inputs, args = (x, theta), (vertex_map, lo, hi, channel_dim)
+            return _reference_grads(_exact_reference, inputs, args, needs, grad) + (None,) * 4
+        channels = theta.shape[0]
+        rows, g = _rows(x, channels, channel_dim), _rows(grad, channels, channel_dim)
+        slopes, intercepts = _field(theta, vertex_map, x.dtype)
+        jac = cpab.coefficient_jacobian(vertex_map.to(x.dtype)) if needs[1] else None
+        grad_rows = torch.empty_like(rows) if needs[0] else None
+        grad_theta = torch.zeros(theta.shape, dtype=x.dtype, device=x.device)
+        for block in _blocks(rows.shape[1], x.device):
+            r, gb = rows[:, block], g[:, block]
+            inside, x_tilde, result = _exact_block(r, slopes, intercepts, lo, hi, derivative=needs[0], jacobian=jac)
+            cdf, pdf = _gaussian(r)
+            if needs[0]:
+                dx_tilde = torch.where(inside, result.derivative, torch.ones_like(r))
+                torch.mul(gb, dx_tilde * cdf + x_tilde * pdf, out=grad_rows[:, block])
+            if needs[1]:
+                grad_theta += ((gb * cdf * (hi - lo)).unsqueeze(-1) * result.jacobian).sum(-2)
+        return (
+            _unrows(grad_rows, x, channels, channel_dim) if needs[0] else None,
+            grad_theta.to(theta.dtype) if needs[1] else None,
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# The released code's gradient (opt-in reproduction of a quirk, spec §3.7)
+# ---------------------------------------------------------------------------------------
+class _ReleasedCodeGradient(torch.autograd.Function):
+    """Identity on θ whose backward is the released code's: d·g + 2·λ·θ ⊙ colsum(P)."""
+
+    @staticmethod
+    def forward(theta: Tensor, precision: Tensor, lambda_reg: float) -> Tensor:
+        return theta.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        theta, precision, lambda_reg = inputs
+        ctx.save_for_backward(theta, precision)
+        ctx.lambda_reg = lambda_reg
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        theta, precision = ctx.saved_tensors
+        d = theta.shape[-1]
+        penalty = 2 * ctx.lambda_reg * theta * precision.to(theta.dtype).sum(0)
+        return d * grad + penalty, None, None
+
+
+# ---------------------------------------------------------------------------------------
+# Functional form
+# ---------------------------------------------------------------------------------------
+def _check_choice(owner: str, name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{owner}: {name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+def _check_interval(owner: str, a: float, b: float) -> tuple[float, float]:
+    for name, v in (("a", a), ("b", b)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{owner}: {name} must be a finite number, got {v!r}")
+    if not a < b:
+        raise ValueError(f"{owner}: the interval [a, b] must have a < b, got a={a}, b={b}")
+    return float(a), float(b)
+
+
+def _check_lut_size(owner: str, lut_size: int) -> int:
+    if isinstance(lut_size, bool) or not isinstance(lut_size, int) or lut_size < 2:
+        raise ValueError(f"{owner}: lut_size must be an integer >= 2 (grid points on [0, 1]), got {lut_size!r}")
+    return lut_size
+
+
+def _apply(
+    x: Tensor,
+    theta: Tensor,
+    vertex_map: Tensor,
+    lo: float,
+    hi: float,
+    *,
+    mode: str,
+    lut_size: int,
+    lut_interp: str,
+    channel_dim: int,
+    backend: Optional[str],
+    tables: Optional[tuple[Tensor, ...]] = None,
+) -> Tensor:
+    """DiTAC of ``x`` for validated arguments; ``tables`` come from :func:`lut_tables` (eval cache)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"ditac: expected a torch.Tensor input, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"ditac: input must be a floating-point tensor, got dtype {x.dtype}; convert it with x.float()")
+    dtype = _compute_dtype(x.dtype)
+    xc = x.to(dtype)
+    rows = theta.shape[0]
+    if mode == "exact":
+        _channel_offsets(x, rows, 0, channel_dim)  # validates the channel layout
+        function = _exact_reference if (backend or get_backend()) == "reference" else _ExactDiTAC.apply
+        return function(xc, theta, vertex_map, lo, hi, channel_dim).to(x.dtype)
+    if tables is None:
+        tables = lut_tables(theta, vertex_map, lo, hi, lut_size, lut_interp, dtype)
+    reference = (backend or get_backend()) == "reference"
+    if lut_interp == "linear":
+        (table,) = tables
+        offsets = _channel_offsets(x, rows, lut_size + 2, channel_dim)
+        function = _linear_reference if reference else _LinearLUT.apply
+        y = function(xc, table, lo, hi, offsets)
+    else:
+        table, slope = tables
+        offsets = _channel_offsets(x, rows, lut_size, channel_dim)
+        function = _nearest_reference if reference else _NearestLUT.apply
+        y = function(xc, table, slope, lo, hi, offsets)
+    return y.to(x.dtype)
+
+
+def ditac(
+    x: Tensor,
+    theta: Tensor,
+    a: float = -0.5,
+    b: float = 2.0,
+    *,
+    mode: str = "lut",
+    lut_size: int = 2048,
+    lut_interp: str = "linear",
+    channel_dim: int = 1,
+    backend: Optional[str] = None,
+) -> Tensor:
+    r"""DiTAC with velocity-field parameters ``theta``. See :class:`DiTAC`.
+
+    Args:
+        x: input, any shape (the channel axis at ``channel_dim`` when ``theta``
+            has several rows).
+        theta: shape ``(cells - 1,)`` (one field) or ``(C, cells - 1)`` (one per
+            channel), in the coordinates of :func:`actlab.cpab.null_space_basis`.
+        a, b, mode, lut_size, lut_interp, channel_dim: as for :class:`DiTAC`.
+        backend: ``"reference"`` evaluates the LUT modes with autograd-traced
+            ops instead of the custom autograd Functions.
+    """
+    lo, hi = _check_interval("ditac", a, b)
+    _check_choice("ditac", "mode", mode, MODES)
+    _check_choice("ditac", "lut_interp", lut_interp, LUT_INTERPOLATIONS)
+    _check_lut_size("ditac", lut_size)
+    if not isinstance(theta, Tensor) or theta.dim() not in (1, 2) or theta.shape[-1] < 1:
+        raise ValueError("ditac: theta must be a tensor of shape (cells - 1,) or (C, cells - 1) with cells >= 2")
+    theta2 = theta.reshape(-1, theta.shape[-1])
+    vmap = torch.tensor(cpab.vertex_map(theta2.shape[-1] + 1), device=theta.device, dtype=theta.dtype)
+    return _apply(
+        x, theta2, vmap, lo, hi, mode=mode, lut_size=lut_size, lut_interp=lut_interp, channel_dim=channel_dim, backend=backend
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Module
+# ---------------------------------------------------------------------------------------
+def _check_positive(owner: str, name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{owner}: {name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+@register(
+    "ditac",
+    family="ditac",
+    formula="x̃·Φ(x), x̃ = a + (b-a)·T_θ((x-a)/(b-a)) on [a, b] and x̃ = x outside; T_θ a CPA diffeomorphism of [0, 1]",
+    paper="Trainable Highly-expressive Activation Functions",
+    arxiv="2407.07564",
+    bounded_below=True,
+    bounded_above=False,
+    smooth=False,
+    monotonic=False,
+    provenance="official-code",
+    notes=(
+        "Pure-PyTorch CPAB engine (no difw). Defaults follow the released code (a=-0.5, b=2, 10 cells, 2048-point "
+        "table, prior init); the table is interpolated linearly unless lut_interp='nearest' (the released code's "
+        "nearest-neighbour + straight-through scheme). The smoothness regulariser is an explicit loss term "
+        "(regularization()), not hidden in backward. num_parameters=C (one θ per channel) is an actlab extension."
+    ),
+)
+class DiTAC(Activation):
+    r"""Applies DiTAC, a GELU whose input is warped on [a, b] by a learned diffeomorphism:
+
+    .. math::
+        \mathrm{DiTAC}(x) = \tilde x\,\Phi(x),\qquad
+        \tilde x = \begin{cases} a + (b-a)\,T_\theta\!\big(\tfrac{x-a}{b-a}\big) & a \le x \le b\\
+        x & \text{otherwise}\end{cases}
+
+    where Φ is the standard normal CDF (evaluated at the original x) and
+    :math:`T_\theta: [0, 1] \to [0, 1]` is the CPAB transformation: the flow for
+    unit time of a continuous piecewise-affine velocity field with ``cells``
+    equal cells and zero velocity at 0 and 1, parameterised by
+    :math:`\theta \in \mathbb{R}^{cells-1}` (:mod:`actlab.cpab`). T is a strictly
+    increasing bijection of [0, 1], so x̃ is increasing and continuous, DiTAC is
+    continuous at a and b (but not C¹ there: the slope of x̃ just inside a is
+    :math:`T'(0) = e^{a_0}`, outside it is 1), and outside [a, b] DiTAC is GELU.
+
+    .. note::
+        Evaluation (``mode``). ``"lut"`` (default) tabulates T at ``lut_size``
+        points; with ``lut_interp="linear"`` (default) values, x-gradients and
+        θ-gradients are those of the piecewise-linear interpolant of DiTAC - GELU
+        (value error at most h²/8·max|E''|, 2e-7 to 2.4e-6 for prior draws at the
+        defaults).
+        ``lut_interp="nearest"`` reproduces the released code: x̃ is taken at
+        the nearest grid point (a staircase with steps (b - a)/(lut_size - 1))
+        and the backward pass is straight-through with the analytic T' and
+        dT/dθ at that point. ``"exact"`` integrates every input in closed form
+        (about ``cells`` times the work of the LUT; analytic backward).
+        In eval mode, the table is built once and cached until θ changes
+        (optimizer step, ``load_state_dict``, ``.to()``); in training mode it
+        is rebuilt on every call (O(lut_size·cells), negligible).
+
+    .. note::
+        Initialisation (``init``). ``"prior"`` (the released code's behaviour)
+        draws θ from the smoothness prior :math:`N(0, B^\top\Sigma_{PA}B)` of
+        difw's ``sample_transformation_with_prior`` with
+        ``prior_length_scale`` (λs_init = 5) and ``prior_variance``
+        (λv_init = 2), using torch's global RNG (``torch.manual_seed``
+        reproduces it). DiTAC then does *not* start as GELU: the median of
+        max |T(u) - u| over draws is about 0.2 (times b - a in input units).
+        ``"identity"`` starts at θ = 0, i.e. exactly GELU (an actlab option).
+
+    .. note::
+        Regulariser. :meth:`regularization` returns the smoothness penalty
+        :math:`\sum_c \theta_c^\top P\,\theta_c` (P from ``reg_length_scale``
+        = λs = 5 and ``reg_variance`` = λv = 2); add ``lambda_reg *
+        act.regularization()`` to the loss (the paper uses λ_reg = 0.1). The
+        released code instead adds the penalty's gradient inside its custom
+        backward, and with a shape bug: it computes ``P.mul(θ)`` (elementwise,
+        [d, d]) and returns it as θ's [1, d] gradient, which autograd sums over
+        rows, so the effective gradient is :math:`d\cdot g + 2\lambda\,\theta
+        \odot \mathrm{colsum}(P)` instead of :math:`g + 2\lambda P\theta`. Pass
+        ``released_gradient_lambda=0.1`` to reproduce exactly that backward
+        (off by default; then do not also add :meth:`regularization`). The
+        difference matters: relative to the data gradient, the released
+        penalty is about 20-30 times weaker than the intended one for prior
+        draws (|Pθ| is 2-3.5 times |θ ⊙ colsum(P)|, and g is scaled by d = 9);
+        see ``docs/ditac.md`` for its effect on the paper's toy regression.
+
+    Args:
+        a (float): left end of the warped interval. Default: -0.5
+        b (float): right end, > a. Default: 2.0
+        cells (int): number of equal cells of the velocity field (>= 2);
+            θ has ``cells - 1`` entries. Default: 10
+        mode (str): ``"lut"`` or ``"exact"``. Default: ``"lut"``
+        lut_size (int): grid points of the table (>= 2). Default: 2048
+        lut_interp (str): ``"linear"`` or ``"nearest"``. Default: ``"linear"``
+        init (str): ``"prior"`` or ``"identity"``. Default: ``"prior"``
+        prior_length_scale (float): λs_init of the prior. Default: 5.0
+        prior_variance (float): λv_init of the prior. Default: 2.0
+        reg_length_scale (float): λs of the regulariser. Default: 5.0
+        reg_variance (float): λv of the regulariser. Default: 2.0
+        released_gradient_lambda (float, optional): reproduce the released
+            code's backward with this λ_reg (see above). Default: ``None``
+        num_parameters (int): 1 (one θ for the layer, as in the paper) or the
+            number of channels (one θ per channel, an actlab extension). Default: 1
+        channel_dim (int): the channel axis of the input. Default: 1
+        trainable (bool): learn θ (else a constant buffer). Default: ``True``
+        device, dtype: factory arguments for θ and the constant tensors.
+
+    Shape:
+        - Input: :math:`(*)`, with the channel axis at ``channel_dim`` when
+          ``num_parameters > 1``.
+        - Output: :math:`(*)`, same shape and dtype as the input (half inputs
+          are computed in float32 inside).
+
+    Attributes:
+        theta: learnable tensor of shape ``(num_parameters, cells - 1)``.
+        vertex_map: constant ``(cells - 1, cells - 1)`` buffer mapping θ to the
+            velocities at the interior vertices (see :mod:`actlab.cpab`).
+        precision: constant ``(cells - 1, cells - 1)`` buffer P of the regulariser.
+
+    Examples::
+
+        >>> act = actlab.DiTAC()
+        >>> y = act(torch.randn(8, 32, 20, 20))
+        >>> loss = y.square().mean() + 0.1 * act.regularization()
+        >>> act = actlab.DiTAC(a=-3, b=3, init="identity", num_parameters=32)   # GELU at init, θ per channel
+        >>> act.velocity().shape
+        torch.Size([32, 10, 2])
+
+    Reference:
+        Chelly, Finder, Ifergane, Freifeld. "Trainable Highly-expressive
+        Activation Functions". ECCV 2024. arXiv:2407.07564.
+        Code: ``BGU-CS-VIL/DiTAC`` (CUDA only, via ``difw``); the CPAB math
+        follows ``imartinezl/difw``. Provenance: official code; this is a
+        pure-PyTorch reimplementation checked against numerical integration.
+    """
+
+    __constants__ = ["a", "b", "cells", "mode", "lut_size", "lut_interp", "num_parameters", "channel_dim"]
+
+    def __init__(
+        self,
+        a: float = -0.5,
+        b: float = 2.0,
+        cells: int = 10,
+        mode: str = "lut",
+        lut_size: int = 2048,
+        lut_interp: str = "linear",
+        init: str = "prior",
+        *,
+        prior_length_scale: float = 5.0,
+        prior_variance: float = 2.0,
+        reg_length_scale: float = 5.0,
+        reg_variance: float = 2.0,
+        released_gradient_lambda: Optional[float] = None,
+        num_parameters: int = 1,
+        channel_dim: int = 1,
+        trainable: bool = True,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.a, self.b = _check_interval(name, a, b)
+        if isinstance(cells, bool) or not isinstance(cells, int) or cells < 2:
+            raise ValueError(f"{name}: cells must be an integer >= 2, got {cells!r}")
+        _check_choice(name, "mode", mode, MODES)
+        _check_choice(name, "lut_interp", lut_interp, LUT_INTERPOLATIONS)
+        _check_choice(name, "init", init, INITS)
+        self.lut_size = _check_lut_size(name, lut_size)
+        self.prior_length_scale = _check_positive(name, "prior_length_scale", prior_length_scale)
+        self.prior_variance = _check_positive(name, "prior_variance", prior_variance)
+        self.reg_length_scale = _check_positive(name, "reg_length_scale", reg_length_scale)
+        self.reg_variance = _check_positive(name, "reg_variance", reg_variance)
+        if released_gradient_lambda is not None:
+            released_gradient_lambda = _check_positive(name, "released_gradient_lambda", released_gradient_lambda)
+        if isinstance(num_parameters, bool) or not isinstance(num_parameters, int) or num_parameters < 1:
+            raise ValueError(f"{name}: num_parameters must be a positive integer (1 = shared, C = per channel), got {num_parameters!r}")
+        if isinstance(channel_dim, bool) or not isinstance(channel_dim, int):
+            raise ValueError(f"{name}: channel_dim must be an integer axis, got {channel_dim!r}")
+        if dtype is not None and not dtype.is_floating_point:
+            raise ValueError(f"{name}: dtype must be a floating-point dtype, got {dtype}")
+        self.cells = cells
+        self.mode = mode
+        self.lut_interp = lut_interp
+        self.init = init
+        self.released_gradient_lambda = released_gradient_lambda
+        self.num_parameters = num_parameters
+        self.channel_dim = channel_dim
+        self.trainable = bool(trainable)
+
+        factory = {"device": device, "dtype": dtype if dtype is not None else torch.get_default_dtype()}
+        theta = torch.empty(num_parameters, cells - 1, **factory)
+        if self.trainable:
+            self.theta = nn.Parameter(theta)
+        else:
+            self.register_buffer("theta", theta)
+        # Derived from the constructor arguments, so not part of the state_dict.
+        self.register_buffer("vertex_map", torch.tensor(cpab.vertex_map(cells), **factory), persistent=False)
+        precision = cpab.precision_matrix(cells, self.reg_length_scale, self.reg_variance)
+        self.register_buffer("precision", torch.tensor(precision, **factory), persistent=False)
+        # Eval-mode cache of the grid tables (D and T' stacked), keyed on θ's identity and version.
+        self.register_buffer("_lut_cache", None, persistent=False)
+        self._lut_key: Optional[tuple] = None
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Draw θ from the prior (``init="prior"``) or set it to 0 (``init="identity"``)."""
+        if self.init == "identity":
+            self.theta.zero_()
+            return
+        covariance = cpab.prior_covariance(self.cells, self.prior_length_scale, self.prior_variance)
+        try:
+            factor = torch.linalg.cholesky(torch.tensor(covariance, dtype=torch.float64))
+        except RuntimeError as err:  # pragma: no cover - needs extreme prior settings
+            raise ValueError(
+                f"{type(self).__name__}: the prior covariance for cells={self.cells}, prior_length_scale="
+                f"{self.prior_length_scale}, prior_variance={self.prior_variance} is not positive definite; "
+                "use a smaller prior_length_scale"
+            ) from err
+        # Drawn in float64 on the CPU generator, so a seed gives the same θ on every device.
+        z = torch.randn(self.num_parameters, self.cells - 1, dtype=torch.float64)
+        self.theta.copy_(z @ factor.T)
+
+    # -- evaluation -------------------------------------------------------------------------
+    def _effective_theta(self) -> Tensor:
+        if self.released_gradient_lambda is not None and self.theta.requires_grad:
+            return _ReleasedCodeGradient.apply(self.theta, self.precision, self.released_gradient_lambda)
+        return self.theta
+
+    def _cached_tables(self, dtype: torch.dtype) -> Optional[tuple[Tensor, ...]]:
+        """The eval-mode tables, rebuilt whenever θ (or the dtype asked for) changed."""
+        theta = self.theta
+        if self.training or torch.compiler.is_compiling() or (torch.is_grad_enabled() and theta.requires_grad):
+            return None
+        key = (id(theta), theta._version, theta.data_ptr(), theta.device, theta.dtype, dtype, torch.is_inference_mode_enabled())
+        cache = self._lut_cache
+        if self._lut_key != key or cache is None or cache.device != theta.device or cache.dtype != dtype:
+            with torch.no_grad():
+                tables = lut_tables(theta, self.vertex_map, self.a, self.b, self.lut_size, self.lut_interp, dtype)
+                cache = torch.stack(tables)
+            self._lut_cache = cache
+            self._lut_key = key
+        return tuple(cache.unbind(0))
+
+    def forward(self, x: Tensor) -> Tensor:
+        tables = None
+        if self.mode == "lut" and isinstance(x, Tensor) and x.is_floating_point():
+            tables = self._cached_tables(_compute_dtype(x.dtype))
+        return _apply(
+            x,
+            self._effective_theta(),
+            self.vertex_map,
+            self.a,
+            self.b,
+            mode=self.mode,
+            lut_size=self.lut_size,
+            lut_interp=self.lut_interp,
+            channel_dim=self.channel_dim,
+            backend=self.backend,
+            tables=tables,
+        )
+
+    # -- inspection -------------------------------------------------------------------------
+    def _coefficients(self) -> tuple[Tensor, Tensor]:
+        return cpab.velocity_coefficients(self.theta, self.vertex_map)
+
+    def velocity(self) -> Tensor:
+        """The velocity field on [0, 1]: slopes and intercepts per cell, shape
+        ``(cells, 2)`` (``(num_parameters, cells, 2)`` when ``num_parameters > 1``)."""
+        field = torch.stack(self._coefficients(), dim=-1)
+        return field[0] if self.num_parameters == 1 else field
+
+    def transform(self, u: Tensor, derivative: bool = False):
+        """T(u) (and T'(u) if ``derivative``) for points ``u`` of [0, 1], integrated exactly.
+
+        ``u`` has shape ``(M,)`` (every θ row) or ``(num_parameters, M)``;
+        the result has shape ``(num_parameters, M)``, or ``(M,)`` when
+        ``num_parameters == 1`` and ``u`` is 1-D.
+        """
+        rows = u.reshape(1, -1).expand(self.num_parameters, -1) if u.dim() == 1 else u
+        slopes, intercepts = self._coefficients()
+        result = cpab.integrate(rows.to(slopes.dtype), slopes, intercepts, derivative=derivative)
+        squeeze = (lambda t: t[0]) if (u.dim() == 1 and self.num_parameters == 1) else (lambda t: t)
+        return (squeeze(result.value), squeeze(result.derivative)) if derivative else squeeze(result.value)
+
+    def regularization(self) -> Tensor:
+        r"""The smoothness penalty :math:`\sum_c \theta_c^\top P\,\theta_c` (a scalar tensor).
+
+        Add it to the loss scaled by λ_reg (0.1 in the paper): ``loss = task_loss
+        + 0.1 * act.regularization()``.
+        """
+        theta = self.theta
+        # Multiply-and-sum, not a matmul: autocast would run a matmul in half precision.
+        return ((theta.unsqueeze(-1) * self.precision.to(theta.dtype)).sum(-2) * theta).sum()
+
+    # -- metadata ---------------------------------------------------------------------------
+    @classmethod
+    def parameter_infos(cls) -> tuple[ParameterInfo, ...]:
+        return (
+            ParameterInfo("a", -0.5, "real, < b", False),
+            ParameterInfo("b", 2.0, "real, > a", False),
+            ParameterInfo("cells", 10, "integer >= 2", False),
+            ParameterInfo("mode", "lut", "'lut' or 'exact'", False),
+            ParameterInfo("lut_size", 2048, "integer >= 2", False),
+            ParameterInfo("lut_interp", "linear", "'linear' or 'nearest'", False),
+            ParameterInfo("init", "prior", "'prior' or 'identity'", False),
+            ParameterInfo("theta", "prior sample", "real, cells - 1 values per θ row", True),
+        )
+
+    def extra_repr(self) -> str:
+        parts = [f"a={self.a:g}", f"b={self.b:g}", f"cells={self.cells}", f"mode={self.mode!r}"]
+        if self.mode == "lut":
+            parts += [f"lut_size={self.lut_size}", f"lut_interp={self.lut_interp!r}"]
+        parts += [f"init={self.init!r}", f"num_parameters={self.num_parameters}"]
+        if self.channel_dim != 1:
+            parts.append(f"channel_dim={self.channel_dim}")
+        if not self.trainable:
+            parts.append("trainable=False")
+        if self.released_gradient_lambda is not None:
+            parts.append(f"released_gradient_lambda={self.released_gradient_lambda:g}")
+        if self._backend is not None:
+            parts.append(f"backend={self._backend!r}")
+        return ", ".join(parts)

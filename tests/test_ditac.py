@@ -1,0 +1,556 @@
+"""DiTAC (actlab.DiTAC / actlab.functional.ditac).
+
+Oracles: RK4 integration of the velocity field (float64) with scipy's normal CDF,
+torch's native GELU, finite differences, gradcheck, and the released code's
+gradient emulated here from its description (spec §3.7).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.special import ndtr
+
+import actlab
+from actlab import cpab
+from actlab.activations import ditac as ditac_module
+
+MODES = [("lut", "linear"), ("lut", "nearest"), ("exact", "linear")]
+
+
+def _module(mode="lut", interp="linear", dtype=torch.float64, **kw):
+    return actlab.DiTAC(mode=mode, lut_interp=interp, dtype=dtype, **kw)
+
+
+def _rk4_transform(u: np.ndarray, theta: np.ndarray, step: float = 1e-4) -> np.ndarray:
+    """T(u) by RK4 on du/dt = v(u), v from A = B·θ (one field)."""
+    cells = theta.shape[-1] + 1
+    A = cpab.null_space_basis(cells) @ theta
+    slopes, intercepts = A[0::2], A[1::2]
+
+    def v(x):
+        c = np.clip(np.floor(x * cells), 0, cells - 1).astype(int)
+        return slopes[c] * x + intercepts[c]
+
+    x = u.copy()
+    for _ in range(int(round(1 / step))):
+        k1 = v(x)
+        k2 = v(x + step / 2 * k1)
+        k3 = v(x + step / 2 * k2)
+        k4 = v(x + step * k3)
+        x = x + step / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    return x
+
+
+def _oracle(x: np.ndarray, theta: np.ndarray, a: float, b: float) -> np.ndarray:
+    inside = (x >= a) & (x <= b)
+    u = np.where(inside, (x - a) / (b - a), 0.0)
+    x_tilde = np.where(inside, a + (b - a) * _rk4_transform(u, theta), x)
+    return x_tilde * ndtr(x)
+
+
+# --------------------------------------------------------------------------------------------
+# Values
+# --------------------------------------------------------------------------------------------
+def test_exact_mode_matches_rk4_oracle():
+    torch.manual_seed(0)
+    for a, b in [(-0.5, 2.0), (0.5, 3.0)]:  # the second interval does not contain 0
+        m = _module("exact", a=a, b=b)
+        with torch.no_grad():
+            m.theta.mul_(2.0)  # strong warps: several cell crossings
+        x = torch.linspace(a - 1, b + 1, 301, dtype=torch.float64)
+        expected = _oracle(x.numpy(), m.theta[0].detach().numpy(), a, b)
+        np.testing.assert_allclose(m(x).detach().numpy(), expected, atol=1e-8, rtol=0)
+
+
+def test_identity_init_is_gelu():
+    x = torch.randn(1000) * 3
+    assert torch.equal(_module("lut", dtype=torch.float32, init="identity")(x), F.gelu(x))
+    torch.testing.assert_close(_module("exact", dtype=torch.float32, init="identity")(x), F.gelu(x), atol=1e-6, rtol=1e-6)
+    # The released code's nearest scheme quantises x̃ to the grid even at θ = 0.
+    m = _module("lut", "nearest", dtype=torch.float64, init="identity")
+    xd = x.double()
+    step = (m.b - m.a) / (m.lut_size - 1)
+    assert (m(xd) - F.gelu(xd)).abs().max() <= step / 2 + 1e-12
+
+
+@pytest.mark.parametrize("mode,interp", MODES)
+def test_gelu_outside_the_interval_and_continuity_at_the_ends(mode, interp):
+    torch.manual_seed(1)
+    m = _module(mode, interp)
+    x = torch.cat([torch.linspace(-8, m.a - 1e-9, 50), torch.linspace(m.b + 1e-9, 8, 50)]).double()
+    y = m(x)
+    if mode == "lut" and interp == "linear":
+        assert torch.equal(y, F.gelu(x))
+    else:
+        torch.testing.assert_close(y, torch.from_numpy(x.numpy() * ndtr(x.numpy())), atol=1e-15, rtol=1e-14)
+    if interp == "linear":  # the staircase of the nearest scheme is continuous only up to its step
+        for end in (m.a, m.b):
+            delta = 1e-9
+            around = m(torch.tensor([end - delta, end, end + delta], dtype=torch.float64))
+            assert (around - around[1]).abs().max() < 1e-8
+
+
+def test_lut_linear_error_within_the_interpolation_bound():
+    """|E_lut - E| <= h²/8·max|E''| for the tabulated correction E = DiTAC - GELU,
+    and |E_lut' - E'| <= h·max|E''| for its slope (h = (b - a)/(lut_size - 1))."""
+    torch.manual_seed(2)
+    lut, exact = _module("lut", lut_size=257), _module("exact")
+    exact.load_state_dict(lut.state_dict())
+    fine = torch.linspace(lut.a, lut.b, 20001, dtype=torch.float64)
+    correction = (exact(fine) - F.gelu(fine)).detach()
+    dx = (fine[1] - fine[0]).item()
+    second = ((correction[2:] - 2 * correction[1:-1] + correction[:-2]) / dx**2).abs().max().item()
+    h = (lut.b - lut.a) / (lut.lut_size - 1)
+    x = (torch.rand(4000, dtype=torch.float64) * (lut.b - lut.a) + lut.a).requires_grad_()
+    y_lut, y_exact = lut(x), exact(x)
+    assert (y_lut - y_exact).abs().max() <= 1.02 * h * h / 8 * second
+    (g_lut,) = torch.autograd.grad(y_lut.sum(), x)
+    (g_exact,) = torch.autograd.grad(y_exact.sum(), x)
+    assert (g_lut - g_exact).abs().max() <= 1.02 * h * second
+    # θ-gradients: the interpolant of dE/dθ, so agreement to O(h²) relative.
+    lut.zero_grad()
+    exact.zero_grad()
+    lut(x.detach()).sum().backward()
+    exact(x.detach()).sum().backward()
+    torch.testing.assert_close(lut.theta.grad, exact.theta.grad, rtol=1e-4, atol=1e-8)
+
+
+def test_default_lut_error_is_small_in_float32():
+    torch.manual_seed(3)
+    lut, exact = actlab.DiTAC(), actlab.DiTAC(mode="exact", dtype=torch.float64)
+    exact.load_state_dict({"theta": lut.theta.double()})
+    x = torch.randn(10000) * 2
+    assert (lut(x).double() - exact(x.double())).abs().max() < 2e-6
+
+
+@pytest.mark.parametrize("mode,interp", MODES)
+def test_monotone_warp(mode, interp):
+    torch.manual_seed(4)
+    m = _module(mode, interp)
+    x = torch.linspace(m.a, m.b, 3001, dtype=torch.float64)
+    x_tilde = m(x) / torch.special.ndtr(x)
+    if interp == "nearest":
+        assert (x_tilde.diff() >= -1e-12).all()
+    else:
+        assert (x_tilde.diff() > 0).all()
+
+
+# --------------------------------------------------------------------------------------------
+# Gradients
+# --------------------------------------------------------------------------------------------
+def _off_knot_inputs(m, n, generator):
+    """Inputs strictly inside LUT segments and away from cell vertices (the function is
+    smooth there, so finite differences are meaningful)."""
+    segments = torch.randint(1, m.lut_size - 2, (n,), generator=generator)
+    offset = 0.25 + 0.5 * torch.rand(n, generator=generator, dtype=torch.float64)
+    x = m.a + (segments + offset) * (m.b - m.a) / (m.lut_size - 1)
+    outside = torch.tensor([m.a - 0.7, m.b + 0.9, -4.0, 5.0], dtype=torch.float64)
+    return torch.cat([x, outside])
+
+
+@pytest.mark.parametrize("mode", ["lut", "exact"])
+@pytest.mark.parametrize("num_parameters", [1, 3])
+def test_gradcheck(mode, num_parameters):
+    g = torch.Generator().manual_seed(5)
+    m = _module(mode, lut_size=64, num_parameters=num_parameters)
+    x = _off_knot_inputs(m, 12, g)[-12:].reshape(4, 3).requires_grad_()
+    theta = m.theta.detach().clone().requires_grad_()
+
+    def f(x, theta):
+        return actlab.functional.ditac(x, theta, m.a, m.b, mode=mode, lut_size=64)
+
+    assert torch.autograd.gradcheck(f, (x, theta))
+    if num_parameters == 1:  # double backward goes through the same code for any number of rows
+        assert torch.autograd.gradgradcheck(f, (x, theta))
+
+
+@pytest.mark.parametrize("mode,interp", MODES)
+def test_custom_backward_matches_the_autograd_reference(mode, interp):
+    torch.manual_seed(6)
+    m = _module(mode, interp, num_parameters=4)
+    x = torch.randn(5, 4, 7, dtype=torch.float64) * 2
+    x[0, 0, :3] = torch.tensor([m.a, m.b, (m.a + m.b) / 2])
+    grads = []
+    for backend in ("fused", "reference"):
+        m.backend = backend
+        xi = x.clone().requires_grad_()
+        y = m(xi)
+        gy = torch.randn_like(y, generator=torch.Generator().manual_seed(0))
+        gx, gt = torch.autograd.grad(y, (xi, m.theta), gy)
+        grads.append((y.detach(), gx, gt))
+    for fused, reference in zip(*grads):
+        torch.testing.assert_close(fused, reference, atol=1e-12, rtol=1e-10)
+
+
+def test_nearest_backward_is_the_released_straight_through_estimator():
+    """grad_x = T'(u_j)·Φ(x) + x̃·φ(x) inside [a, b] with u_j the nearest grid point; grad_θ
+    = Σ g·(b - a)·Φ(x)·dT(u_j)/dθ (the analytic derivatives at the grid point)."""
+    torch.manual_seed(7)
+    m = _module("lut", "nearest", lut_size=33)
+    x = torch.linspace(m.a + 0.01, m.b - 0.01, 40, dtype=torch.float64).requires_grad_()
+    y = m(x)
+    gx, gt = torch.autograd.grad(y.sum(), (x, m.theta))
+    u_j = ((x.detach() - m.a) / (m.b - m.a) * (m.lut_size - 1)).round() / (m.lut_size - 1)
+    slopes, intercepts = cpab.velocity_coefficients(m.theta.detach(), m.vertex_map)
+    jac = cpab.coefficient_jacobian(m.vertex_map)
+    T, dT, dT_dtheta = cpab.integrate(u_j[None], slopes, intercepts, derivative=True, jacobian=jac)
+    x_tilde = m.a + (m.b - m.a) * T[0]
+    xd = x.detach()
+    phi = torch.exp(-xd**2 / 2) / math.sqrt(2 * math.pi)
+    torch.testing.assert_close(y.detach(), x_tilde * torch.special.ndtr(xd), atol=1e-13, rtol=0)
+    torch.testing.assert_close(gx, dT[0] * torch.special.ndtr(xd) + x_tilde * phi, atol=1e-12, rtol=1e-10)
+    expected_theta = ((m.b - m.a) * torch.special.ndtr(xd)[:, None] * dT_dtheta[0]).sum(0)
+    torch.testing.assert_close(gt[0], expected_theta, atol=1e-12, rtol=1e-10)
+
+
+# --------------------------------------------------------------------------------------------
+# Non-finite and extreme inputs, dtypes, autocast
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode,interp", MODES)
+def test_nan_inf_and_huge_inputs(mode, interp):
+    torch.manual_seed(8)
+    m = actlab.DiTAC(mode=mode, lut_interp=interp)
+    big = [1e30, -1e30, 3.4e38, -3.4e38, 0.3, 1.0]
+    x = torch.tensor(big + [float("nan"), float("inf"), float("-inf")], requires_grad=True)
+    y = m(x)
+    y.backward(torch.ones_like(y))
+    assert torch.isfinite(y[:6]).all() and torch.isfinite(x.grad[:6]).all()
+    assert y[:4].tolist() == [1e30, -0.0, 3.4e38, -0.0] or torch.allclose(y[:4], torch.tensor(big[:4]) * torch.tensor([1.0, 0, 1, 0]))
+    assert y[6].isnan() and x.grad[6].isnan()
+    # ±inf behave as x·Φ(x) does in torch: inf -> inf, -inf -> NaN (inf·0).
+    ref = torch.tensor([float("inf"), float("-inf")]) * torch.special.ndtr(torch.tensor([float("inf"), float("-inf")]))
+    torch.testing.assert_close(y[7:].detach(), ref, equal_nan=True)
+
+
+@pytest.mark.parametrize("mode,interp", MODES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs_are_computed_in_float32(mode, interp, dtype):
+    torch.manual_seed(9)
+    m = actlab.DiTAC(mode=mode, lut_interp=interp)
+    x = (torch.randn(200) * 2).to(dtype)
+    y = m(x)
+    assert y.dtype == dtype
+    torch.testing.assert_close(y, m(x.float()).to(dtype))
+    xr = x.clone().requires_grad_()
+    m(xr).sum().backward()
+    assert xr.grad.dtype == dtype and m.theta.grad.dtype == torch.float32
+
+
+@pytest.mark.parametrize("mode,interp", MODES)
+def test_autocast_cpu(mode, interp):
+    torch.manual_seed(10)
+    lin = torch.nn.Linear(8, 8)
+    m = actlab.DiTAC(mode=mode, lut_interp=interp)
+    x = torch.randn(16, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = lin(x)
+        y = m(h)
+        loss = y.float().sum() + 0.1 * m.regularization()
+    assert h.dtype == torch.bfloat16 and y.dtype == torch.bfloat16
+    torch.testing.assert_close(y, m(h.float()).to(torch.bfloat16))
+    loss.backward()
+    assert torch.isfinite(m.theta.grad).all() and m.theta.grad.abs().sum() > 0
+
+
+def test_float64_module_and_mixed_dtypes():
+    torch.manual_seed(11)
+    m32 = actlab.DiTAC()
+    m64 = copy.deepcopy(m32).double()
+    x = torch.randn(100, dtype=torch.float64)
+    assert m64(x).dtype == torch.float64
+    torch.testing.assert_close(m32(x.float()).double(), m64(x), atol=1e-6, rtol=1e-5)
+    # float64 input through a float32 module: computed in float64, θ gradient in float32.
+    xr = x.clone().requires_grad_()
+    y = m32(xr)
+    y.sum().backward()
+    assert y.dtype == torch.float64 and m32.theta.grad.dtype == torch.float32
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters, channels, state, caching
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode,interp", MODES)
+@pytest.mark.parametrize("channel_dim", [1, -1])
+def test_per_channel_theta_equals_separate_modules(mode, interp, channel_dim):
+    torch.manual_seed(12)
+    C = 3
+    m = _module(mode, interp, num_parameters=C, channel_dim=channel_dim)
+    x = torch.randn(4, C, 6, dtype=torch.float64) * 2
+    if channel_dim == -1:
+        x = x.transpose(1, 2).contiguous()
+    y = m(x)
+    for c in range(C):
+        single = _module(mode, interp)
+        single.load_state_dict({"theta": m.theta[c : c + 1].detach()})
+        xc = x.select(channel_dim, c)
+        torch.testing.assert_close(y.select(channel_dim, c), single(xc), atol=1e-14, rtol=0)
+    with pytest.raises(ValueError, match="3 per-channel θ rows but the input has 5 channels"):
+        m(torch.randn(2, 5, 5, dtype=torch.float64))
+    with pytest.raises(ValueError, match="no channel dimension"):
+        m(torch.randn(5, dtype=torch.float64))
+
+
+def test_parameters_buffers_and_state_dict():
+    m = actlab.DiTAC(num_parameters=4, cells=6)
+    assert isinstance(m.theta, torch.nn.Parameter) and m.theta.shape == (4, 5)
+    assert list(m.state_dict()) == ["theta"]
+    fixed = actlab.DiTAC(trainable=False)
+    assert list(fixed.parameters()) == [] and "theta" in dict(fixed.named_buffers())
+    other = actlab.DiTAC(num_parameters=4, cells=6)
+    other.load_state_dict(m.state_dict())
+    x = torch.randn(2, 4, 3)
+    assert torch.equal(other(x), m(x))
+    moved = copy.deepcopy(m).to(torch.float64)
+    assert all(t.dtype == torch.float64 for t in (moved.theta, moved.vertex_map, moved.precision))
+
+
+def test_init_prior_is_seeded_and_identity_is_zero():
+    torch.manual_seed(13)
+    a = actlab.DiTAC(num_parameters=2)
+    torch.manual_seed(13)
+    b = actlab.DiTAC(num_parameters=2)
+    assert torch.equal(a.theta, b.theta) and a.theta.abs().sum() > 0
+    assert not torch.equal(a.theta[0], a.theta[1])
+    assert (actlab.DiTAC(init="identity").theta == 0).all()
+    before = a.theta.detach().clone()
+    a.reset_parameters()
+    assert not torch.equal(before, a.theta)
+    # The draws follow the prior covariance Bᵀ·Σ·B (checked in distribution).
+    torch.manual_seed(14)
+    draws = actlab.DiTAC(num_parameters=20000, prior_length_scale=3.0).theta.detach().double()
+    cov = torch.tensor(cpab.prior_covariance(10, 3.0, 2.0))
+    torch.testing.assert_close(draws.T @ draws / draws.shape[0], cov, atol=0.05 * cov.diagonal().max().item(), rtol=0)
+
+
+def test_eval_cache_is_reused_and_invalidated(monkeypatch):
+    torch.manual_seed(15)
+    calls = []
+    original = ditac_module.lut_tables
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ditac_module, "lut_tables", counting)
+    m = actlab.DiTAC()
+    x = torch.randn(64)
+    m.eval()
+
+    def fresh_output():
+        reference = actlab.DiTAC().eval()
+        reference.load_state_dict(m.state_dict())
+        with torch.no_grad():
+            return reference.to(m.theta.dtype)(x.to(m.theta.dtype))
+
+    with torch.no_grad():
+        y1 = m(x)
+        m(x)
+    assert len(calls) == 1
+    # in-place change (as an optimizer step does)
+    optimizer = torch.optim.SGD(m.parameters(), lr=0.5)
+    m.train()
+    m(x).sum().backward()
+    optimizer.step()
+    m.eval()
+    with torch.no_grad():
+        y2 = m(x)
+    assert not torch.equal(y1, y2) and torch.equal(y2, fresh_output())
+    # load_state_dict
+    m.load_state_dict({"theta": torch.zeros_like(m.theta)})
+    with torch.no_grad():
+        assert torch.equal(m(x), F.gelu(x))
+    # .to(): dtype change
+    m.load_state_dict({"theta": torch.randn_like(m.theta)})
+    m.double()
+    with torch.no_grad():
+        torch.testing.assert_close(m(x.double()), fresh_output())
+    # a manual no_grad edit
+    with torch.no_grad():
+        m.theta.add_(0.1)
+        torch.testing.assert_close(m(x.double()), fresh_output())
+    # gradients in eval mode still reach θ (the cache is not used then)
+    m.zero_grad()
+    m(x.double()).sum().backward()
+    assert m.theta.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("mode,interp", MODES)
+def test_saves_only_the_input_for_backward(mode, interp):
+    torch.manual_seed(16)
+    m = actlab.DiTAC(mode=mode, lut_interp=interp)
+    x = torch.randn(64, 32, 16, requires_grad=True)
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = m(x)
+    # Besides x: θ-sized tensors, the tables and the grid Jacobian (float64), O(lut_size·cells) bytes.
+    table_bytes = 8 * (m.lut_size + 2) * (m.cells + 2) * 2
+    assert sum(saved) <= x.numel() * x.element_size() + table_bytes
+    y.sum().backward()
+
+
+def test_regularization_is_theta_P_theta():
+    torch.manual_seed(17)
+    m = actlab.DiTAC(num_parameters=3, reg_length_scale=4.0, reg_variance=1.5, dtype=torch.float64)
+    P = cpab.precision_matrix(10, 4.0, 1.5)
+    theta = m.theta.detach().numpy()
+    expected = sum(t @ P @ t for t in theta)
+    reg = m.regularization()
+    np.testing.assert_allclose(reg.item(), expected, rtol=1e-12)
+    reg.backward()
+    np.testing.assert_allclose(m.theta.grad.numpy(), 2 * theta @ P, rtol=1e-12)
+
+
+def test_released_code_gradient_quirk_reproduced_on_request():
+    """The released backward returns grad + λ·2·P.mul(θ), a [d, d] tensor that autograd
+    sums over rows: d·g + 2λ·θ ⊙ colsum(P)."""
+    torch.manual_seed(18)
+    plain = actlab.DiTAC(dtype=torch.float64)
+    quirk = actlab.DiTAC(dtype=torch.float64, released_gradient_lambda=0.1)
+    quirk.load_state_dict(plain.state_dict())
+    x = torch.randn(50, dtype=torch.float64)
+    plain(x).square().sum().backward()
+    quirk(x).square().sum().backward()
+    g, theta, P = plain.theta.grad, plain.theta.detach(), plain.precision
+    emulated = (g.expand(9, 9) + 0.1 * 2 * P.mul(theta)).sum(0, keepdim=True)
+    torch.testing.assert_close(quirk.theta.grad, emulated, atol=1e-12, rtol=1e-12)
+    assert "released_gradient_lambda=0.1" in repr(quirk)
+
+
+def test_velocity_and_transform_inspection():
+    torch.manual_seed(19)
+    m = actlab.DiTAC(cells=6, dtype=torch.float64)
+    field = m.velocity()
+    assert field.shape == (6, 2)
+    A = cpab.null_space_basis(6) @ m.theta[0].detach().numpy()
+    np.testing.assert_allclose(field.detach().numpy(), A.reshape(6, 2), atol=1e-13)
+    u = torch.linspace(0, 1, 11, dtype=torch.float64)
+    T, dT = m.transform(u, derivative=True)
+    np.testing.assert_allclose(T.detach().numpy(), _rk4_transform(u.numpy(), m.theta[0].detach().numpy()), atol=1e-8)
+    assert actlab.DiTAC(num_parameters=3).velocity().shape == (3, 10, 2)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"a": 1.0, "b": 1.0}, "a < b"),
+        ({"a": 2.0, "b": -1.0}, "a < b"),
+        ({"a": float("nan")}, "a must be a finite number"),
+        ({"cells": 1}, "cells must be an integer >= 2"),
+        ({"lut_size": 1}, "lut_size must be an integer >= 2"),
+        ({"mode": "fast"}, "mode must be one of 'lut', 'exact'"),
+        ({"init": "zeros"}, "init must be one of 'prior', 'identity'"),
+        ({"lut_interp": "cubic"}, "lut_interp must be one of 'linear', 'nearest'"),
+        ({"prior_length_scale": 0}, "prior_length_scale must be a finite number > 0"),
+        ({"num_parameters": 0}, "num_parameters must be a positive integer"),
+    ],
+)
+def test_invalid_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        actlab.DiTAC(**kwargs)
+
+
+def test_functional_form_and_input_checks():
+    torch.manual_seed(20)
+    m = actlab.DiTAC()
+    x = torch.randn(30)
+    assert torch.equal(actlab.functional.ditac(x, m.theta[0], m.a, m.b), m(x))
+    with pytest.raises(TypeError, match="floating-point"):
+        m(torch.arange(4))
+    with pytest.raises(ValueError, match="a < b"):
+        actlab.functional.ditac(x, m.theta, 1.0, 0.0)
+
+
+def test_registry_and_repr():
+    info = actlab.info("ditac")
+    assert info.cls is actlab.DiTAC and info.arxiv == "2407.07564" and info.trainable
+    assert info.paper == "Trainable Highly-expressive Activation Functions"
+    m = actlab.create("ditac", a=-3, b=3, init="identity")
+    assert isinstance(m, actlab.DiTAC) and m.a == -3.0
+    assert repr(m) == "DiTAC(a=-3, b=3, cells=10, mode='lut', lut_size=2048, lut_interp='linear', init='identity', num_parameters=1)"
+    assert actlab.is_activation(m)
+
+
+@pytest.mark.slow  # a cold compile of the table construction takes minutes on 2 cores
+@pytest.mark.compile
+@pytest.mark.parametrize("mode,interp", MODES)
+def test_torch_compile_fullgraph_matches_eager(mode, interp):
+    torch.manual_seed(21)
+    m = actlab.DiTAC(mode=mode, lut_interp=interp, cells=4)
+    compiled = torch.compile(m, fullgraph=True)
+    x = torch.randn(8, 3, 5, requires_grad=True)
+    y = compiled(x)
+    gx, gt = torch.autograd.grad(y.sum(), (x, m.theta))
+    ye = m(x)
+    ex, et = torch.autograd.grad(ye.sum(), (x, m.theta))
+    torch.testing.assert_close(y, ye)
+    # Fused multiply-adds can move an input across a table knot, where the slope of
+    # the interpolant jumps by O(h·E''): hence the looser tolerance on gradients.
+    torch.testing.assert_close(gx, ex, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(gt, et, atol=1e-4, rtol=1e-4)
+    m.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), m(x))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode,interp", MODES)
+def test_cuda_matches_cpu(mode, interp):
+    torch.manual_seed(22)
+    m = actlab.DiTAC(mode=mode, lut_interp=interp, num_parameters=3)
+    x = torch.randn(4, 3, 50, requires_grad=True)
+    y = m(x)
+    gx, gt = torch.autograd.grad(y.sum(), (x, m.theta))
+    mc = copy.deepcopy(m).cuda()
+    xc = x.detach().cuda().requires_grad_()
+    yc = mc(xc)
+    gxc, gtc = torch.autograd.grad(yc.sum(), (xc, mc.theta))
+    torch.testing.assert_close(yc.cpu(), y, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gxc.cpu(), gx, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gtc.cpu(), gt, atol=1e-4, rtol=1e-4)
+
+
+def _load_script(relative: str):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parent.parent / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_regression_example_runs():
+    import argparse
+
+    example = _load_script("examples/ditac_regression.py")
+    torch.manual_seed(0)
+    x = torch.rand(5, 2) * 2 - 1
+    expected = sum(w * torch.sin(x @ torch.tensor(a, dtype=torch.float32)) for a, w in zip(
+        [[9, -7], [-9, 11], [3, 13], [9, 9], [13, 5], [3, 19]], [0.4, 0.1, 0.15, 0.15, 0.1, 0.1]))
+    torch.testing.assert_close(example.target(x)[:, 0], expected)
+    args = argparse.Namespace(
+        iterations=30, batch_size=98, eval_every=10, mode="lut", lut_interp="linear", released_gradient=False,
+        lambda_reg=0.1, verbose=False,
+    )
+    result = example.run("ditac", 0, args)
+    assert [h["it"] for h in result["history"]] == [10, 20, 30]
+    assert math.isfinite(result["test_mse"]) and result["test_mse"] > 0
+
+
+def test_speed_benchmark_runs():
+    benchmark = _load_script("benchmarks/ditac_speed.py")
+    results = benchmark.bench(torch.device("cpu"), 1 << 10, repeats=1, exact_repeats=1)
+    assert set(results) == {"gelu", "lut-linear", "lut-nearest", "exact"}
+    assert results["gelu"]["fwd_bwd_ratio"] == 1.0 and all(r["fwd_bwd_ms"] > 0 for r in results.values())
