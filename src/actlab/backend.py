@@ -5,10 +5,22 @@
     path is tested against; also the simplest graph for export.
 ``"fused"``
     A custom ``torch.autograd.Function`` that saves only the input and the
-    parameters and recomputes what backward needs from closed-form derivatives.
+    parameters and recomputes what backward needs from closed-form derivatives,
+    in eager PyTorch ops.
+``"compiled"``
+    The same Function with its forward and backward compiled by inductor
+    (``torch.compile``): one loop over memory each, C++/OpenMP on CPU, Triton on
+    CUDA. Compiled lazily on first use, per op, dtype and layout.
+``"triton"``
+    Hand-written Triton kernels (CUDA tensors only; float32, float16, bfloat16).
 ``"auto"`` (default)
     The fastest correct path for the tensor at hand, chosen at call time from its
-    device, dtype and size (never at import): see :func:`actlab.elementwise.apply`.
+    device, dtype and size (never at import): see :func:`actlab.kernels.dispatch.choose`.
+
+Every path but ``"reference"`` keeps only the input (and the parameters) for
+backward. Inside ``torch.compile`` every fast path is the fused Function, which
+the compiler fuses with its neighbours; under ``torch.export`` ``"auto"`` is the
+reference (plain aten ops).
 
 The global backend is set with :func:`set_backend` (also usable as a context
 manager); a module's ``backend`` attribute, when not ``None``, overrides it.
@@ -20,7 +32,7 @@ import contextlib
 
 __all__ = ["BACKENDS", "set_backend", "get_backend", "check_backend"]
 
-BACKENDS = ("auto", "reference", "fused")
+BACKENDS = ("auto", "reference", "fused", "compiled", "triton")
 
 _backend = "auto"
 

@@ -12,9 +12,11 @@ From these two, this module builds the paths that :func:`apply` chooses from:
 the reference (autograd through ``forward``) and a fused
 ``torch.autograd.Function`` that saves only ``x`` and the parameters and
 recomputes the derivatives in backward, reducing the parameter gradients to the
-parameters' (shared or per-channel) shape with ``sum_to_size``.
+parameters' (shared or per-channel) shape with ``sum_to_size``. The faster
+kernels of :mod:`actlab.kernels` (inductor-compiled and Triton) are built from
+the same two functions and chosen per call by :mod:`actlab.kernels.dispatch`.
 
-Both paths compute in float32 at least: half-precision inputs are upcast inside
+Every path computes in float32 at least: half-precision inputs are upcast inside
 the op and the result is cast back, which keeps exp/erf/softplus stable under
 autocast. Parameters always arrive already constrained (positive where they must
 be); modules keep the unconstrained values and map them.
@@ -29,8 +31,9 @@ import torch
 from torch import Tensor
 
 from .backend import check_backend, get_backend
+from .kernels import dispatch
 
-__all__ = ["ElementwiseOp", "apply", "compute_dtype", "param_tensor", "ParamLike"]
+__all__ = ["ElementwiseOp", "apply", "compute_dtype", "param_tensor", "forward_value", "backward_grads", "ParamLike"]
 
 ParamLike = float | int | Tensor
 
@@ -60,13 +63,19 @@ def _cast(ts: Sequence[Tensor], dtype: torch.dtype) -> list[Tensor]:
 
 # These take the op's functions rather than the op: torch.compile traces the
 # fused Function's body and can follow plain functions through closures, not
-# arbitrary objects.
-def _forward_value(forward: Callable, x: Tensor, params: Sequence[Tensor]) -> Tensor:
+# arbitrary objects. They are the one definition of "value" and "gradients"
+# that the fused Function and the compiled kernels (actlab.kernels.compiled) share.
+def forward_value(forward: Callable, x: Tensor, params: Sequence[Tensor]) -> Tensor:
+    """``forward(x, *params)`` computed in :func:`compute_dtype`, returned in ``x.dtype``."""
     cd = compute_dtype(x.dtype)
     return forward(x.to(cd), *_cast(params, cd)).to(x.dtype)
 
 
-def _backward_grads(derivatives: Callable, x: Tensor, params: Sequence[Tensor], grad: Tensor, needs: Sequence[bool]):
+def backward_grads(derivatives: Callable, x: Tensor, params: Sequence[Tensor], grad: Tensor, needs: Sequence[bool]):
+    """``(grad_x, *grad_params)``: ``grad · derivatives``, parameter gradients reduced to each parameter's shape.
+
+    Entries whose ``needs`` flag is False are None (and not computed).
+    """
     cd = compute_dtype(x.dtype)
     g = grad.to(cd)
     partials = derivatives(x.to(cd), *_cast(params, cd))
@@ -82,7 +91,7 @@ def _make_fused_function(op: ElementwiseOp) -> type:
     value_fn, derivatives_fn = op.forward, op.derivatives
 
     def forward(x: Tensor, *params: Tensor) -> Tensor:
-        return _forward_value(value_fn, x, params)
+        return forward_value(value_fn, x, params)
 
     def setup_context(ctx, inputs, output) -> None:
         # Only the input and the (tiny) parameters are kept for backward; every
@@ -91,7 +100,7 @@ def _make_fused_function(op: ElementwiseOp) -> type:
 
     def backward(ctx, grad: Tensor):
         x, *params = ctx.saved_tensors
-        return _backward_grads(derivatives_fn, x, params, grad, ctx.needs_input_grad)
+        return backward_grads(derivatives_fn, x, params, grad, ctx.needs_input_grad)
 
     # Built with type() so that autograd names the graph node after the op
     # (e.g. ``SrsFunctionBackward``), which keeps profiles and errors readable.
@@ -151,8 +160,9 @@ def apply(
         params: one entry per ``op.param_names``: a Python number, a scalar
             tensor, or a 1-D tensor with one value per channel of ``x``.
         channel_dim: the axis of ``x`` that per-channel parameters run along.
-        backend: ``"reference"``, ``"fused"`` or ``"auto"``; ``None`` uses
-            :func:`actlab.get_backend`.
+        backend: one of :data:`actlab.backend.BACKENDS`; ``None`` uses
+            :func:`actlab.get_backend`. ``"auto"`` picks the fastest correct path
+            for this call (see :func:`actlab.kernels.dispatch.choose`).
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"{op.name}: expected a torch.Tensor input, got {type(x).__name__}")
@@ -163,7 +173,10 @@ def apply(
     if len(params) != len(op.param_names):
         raise TypeError(f"{op.name} takes {len(op.param_names)} parameter(s) {op.param_names}, got {len(params)}")
     ps = [param_tensor(p, n, x, channel_dim) for p, n in zip(params, op.param_names)]
-    chosen = check_backend(backend) or get_backend()
-    if chosen == "reference":
-        return _forward_value(op.forward, x, ps)
-    return op.function.apply(x, *ps)
+    requested = check_backend(backend) or get_backend()
+    path = dispatch.choose(op, x, requested)
+    if path == "reference":
+        return forward_value(op.forward, x, ps)
+    if path == "fused":
+        return op.function.apply(x, *ps)
+    return dispatch.run_kernel(op, path, x, ps, strict=requested != "auto")

@@ -1,0 +1,191 @@
+"""Which path computes one call of an elementwise activation.
+
+The rule, applied on every call (nothing is decided at import):
+
+1. ``"reference"`` is always the reference.
+2. Under ``torch.export`` (``torch.compiler.is_exporting()``, which
+   ``torch.onnx.export(dynamo=True)`` also sets): ``"auto"`` is the reference —
+   plain aten ops that every exporter and runtime understands; an explicit
+   ``"fused"``, ``"compiled"`` or ``"triton"`` is the fused Function.
+3. Inside ``torch.compile`` (``torch.compiler.is_compiling()``): every other
+   backend is the fused Function. Dynamo inlines it and inductor fuses it with
+   its neighbours; compiled kernels are never nested in a compiled graph.
+4. Empty inputs take the fused path: there is nothing to compute.
+5. ``"fused"``, ``"compiled"`` and ``"triton"`` are honoured as asked
+   (``"triton"`` needs a CUDA tensor of float32/float16/bfloat16 and an op with
+   Triton math; anything else is a ``ValueError`` naming what to change).
+6. ``"auto"``:
+
+   * CUDA: ``"triton"`` when Triton is installed, the dtype is
+     float32/float16/bfloat16 and the op has Triton math; otherwise
+     ``"compiled"`` at or above :data:`COMPILE_THRESHOLD` elements; otherwise
+     ``"fused"``.
+   * CPU: ``"compiled"`` at or above :data:`COMPILE_THRESHOLD` elements (where
+     the speed-up repays the one-off compile, measured in
+     ``docs/performance.md``), else ``"fused"``.
+   * other devices: ``"fused"``.
+
+   A kernel that fails to build (no C++ compiler, an unsupported GPU) is
+   reported once with a warning, and that backend is not chosen by ``"auto"``
+   again in this process; the failed call is computed by the fused math, so a
+   user's forward never fails for it. With an explicit backend the error is
+   raised instead.
+
+``ACTLAB_COMPILE_THRESHOLD`` (elements) overrides the threshold, e.g. ``0`` to
+compile everything or a huge value never to compile automatically.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from ..elementwise import ElementwiseOp
+
+__all__ = ["choose", "run_kernel", "COMPILE_THRESHOLD", "KernelUnavailable", "TRITON_DTYPES"]
+
+
+def _threshold_from_env(default: int) -> int:
+    value = os.environ.get("ACTLAB_COMPILE_THRESHOLD")
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"ACTLAB_COMPILE_THRESHOLD must be an integer number of elements, got {value!r}") from None
+
+
+#: Inputs with at least this many elements use the compiled kernels under
+#: ``"auto"`` (benchmarks/compile_threshold.py, docs/performance.md): from 2^20
+#: elements every activation measured repays a cold compile within about 3,000
+#: calls (15-350 at 2^22); at 2^18 the cheaper ones need over 6,000, and below
+#: 2^16 the compiled call is not faster at all. The lab's small models stay eager.
+COMPILE_THRESHOLD: int = _threshold_from_env(1 << 20)
+
+TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+class KernelUnavailable(RuntimeError):
+    """A compiled or Triton kernel could not be built; ``__cause__`` holds the reason."""
+
+
+_disabled: dict[str, str] = {}
+
+
+def disable(path: str, reason: str) -> None:
+    """Stop ``"auto"`` from choosing ``path`` for the rest of the process (warns once)."""
+    if path not in _disabled:
+        _disabled[path] = reason
+        warnings.warn(
+            f"actlab: the {path!r} kernels could not be built ({reason}); \"auto\" uses the fused path instead "
+            f"for the rest of this process. Select backend={path!r} explicitly to see the full error.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
+def _compiler_usable() -> bool:
+    if "compiled" in _disabled:
+        return False
+    return torch._dynamo.is_dynamo_supported()
+
+
+_triton_installed: bool | None = None
+
+
+def _triton_installed_now() -> bool:
+    global _triton_installed
+    if _triton_installed is None:
+        _triton_installed = importlib.util.find_spec("triton") is not None
+    return _triton_installed
+
+
+def _interpreting_triton() -> bool:
+    """Triton's CPU interpreter is on: kernels run on CPU tensors (slowly); used to test them."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _has_triton_math(op: ElementwiseOp) -> bool:
+    from . import triton_math
+
+    return triton_math.lookup(op) is not None
+
+
+def _triton_usable(op: ElementwiseOp, x: Tensor) -> bool:
+    return (
+        "triton" not in _disabled
+        and x.dtype in TRITON_DTYPES
+        and _triton_installed_now()
+        and _has_triton_math(op)
+    )
+
+
+def _check_triton_request(op: ElementwiseOp, x: Tensor) -> None:
+    if not (x.is_cuda or (x.device.type == "cpu" and _interpreting_triton())):
+        raise ValueError(
+            f"{op.name}: backend='triton' needs a CUDA tensor, got one on {x.device}; "
+            "use backend='auto' (or 'compiled'/'fused') for other devices"
+        )
+    if x.dtype not in TRITON_DTYPES:
+        raise ValueError(
+            f"{op.name}: backend='triton' supports float32, float16 and bfloat16, got {x.dtype}; "
+            "use backend='compiled' or 'fused' for this dtype"
+        )
+    if not _triton_installed_now():
+        raise ValueError(f"{op.name}: backend='triton' needs Triton: pip install 'actlab[triton]'")
+    if not _has_triton_math(op):
+        raise ValueError(f"{op.name}: no Triton kernel for this op; use backend='compiled' (inductor) instead")
+
+
+def _is_exporting() -> bool:
+    is_exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(is_exporting and is_exporting())
+
+
+def choose(op: ElementwiseOp, x: Tensor, backend: str) -> str:
+    """The path for this call: ``"reference"``, ``"fused"``, ``"compiled"`` or ``"triton"`` (see the module doc)."""
+    if backend == "reference":
+        return "reference"
+    if _is_exporting():
+        return "reference" if backend == "auto" else "fused"
+    if torch.compiler.is_compiling():
+        return "fused"
+    if backend == "triton":
+        _check_triton_request(op, x)
+    if x.numel() == 0 or backend == "fused":
+        return "fused"
+    if backend != "auto":
+        return backend
+    if x.is_cuda and _triton_usable(op, x):
+        return "triton"
+    if x.device.type in ("cpu", "cuda") and x.numel() >= COMPILE_THRESHOLD and _compiler_usable():
+        return "compiled"
+    return "fused"
+
+
+def _engine(path: str):
+    if path == "compiled":
+        from . import compiled
+
+        return compiled
+    from . import triton_kernels
+
+    return triton_kernels
+
+
+def run_kernel(op: ElementwiseOp, path: str, x: Tensor, params: Sequence[Tensor], *, strict: bool) -> Tensor:
+    """Evaluate ``op`` with the ``"compiled"`` or ``"triton"`` kernels (autograd-aware).
+
+    ``strict``: raise if the kernel cannot be built (an explicit request),
+    rather than warn and compute the call with the fused math ("auto").
+    """
+    from .function import kernel_function
+
+    return kernel_function(op).apply(_engine(path), strict, x, *params)

@@ -1,0 +1,389 @@
+"""The fast paths against the reference: dispatch rules, layouts, the kernel Function, inductor and Triton kernels.
+
+Compiling is slow (about 10-20 s per graph cold on 2 cores), so the default run
+compiles few graphs: the kernel Function and the layouts are checked for every
+op through a plain (uncompiled) engine, the inductor kernels for two ops and
+the parameter-gradient layouts; ``-m slow`` compiles every op. The Triton
+kernels are checked in tests/test_triton_interpreter.py, and here on CUDA.
+"""
+
+import math
+import types
+import warnings
+
+import pytest
+import torch
+from torch import nn
+from torch.autograd import gradcheck, gradgradcheck
+
+import actlab
+from actlab.elementwise import apply, backward_grads, forward_value
+from actlab.kernels import dispatch
+from actlab.kernels.layout import plan
+
+from .fastpath_cases import ELEMENTWISE, LAYOUTS, compare, make_input, op_and_params, run, saved_input_sized
+
+CUDA = torch.cuda.is_available()
+
+
+# -- dispatch rules (nothing is compiled) --------------------------------------------------------------
+
+
+@pytest.fixture
+def srs_op():
+    return actlab.create("srs").op
+
+
+def test_auto_on_cpu_is_fused_below_the_threshold_and_compiled_above(srs_op, monkeypatch):
+    monkeypatch.setattr(dispatch, "COMPILE_THRESHOLD", 1000)
+    monkeypatch.setattr(dispatch, "_disabled", {})
+    assert dispatch.choose(srs_op, torch.empty(999), "auto") == "fused"
+    assert dispatch.choose(srs_op, torch.empty(1000), "auto") == "compiled"
+
+
+def test_auto_does_not_choose_a_backend_that_failed_to_build(srs_op, monkeypatch):
+    monkeypatch.setattr(dispatch, "COMPILE_THRESHOLD", 0)
+    monkeypatch.setattr(dispatch, "_disabled", {"compiled": "no compiler"})
+    assert dispatch.choose(srs_op, torch.empty(10), "auto") == "fused"
+
+
+def test_explicit_backends_are_honoured_and_reference_is_always_reference(srs_op):
+    x = torch.empty(10)
+    assert dispatch.choose(srs_op, x, "reference") == "reference"
+    assert dispatch.choose(srs_op, x, "fused") == "fused"
+    assert dispatch.choose(srs_op, x, "compiled") == "compiled"
+
+
+def test_under_export_auto_is_the_reference_and_fast_paths_are_the_fused_function(srs_op, monkeypatch):
+    monkeypatch.setattr(dispatch, "_is_exporting", lambda: True)
+    x = torch.empty(1 << 20)
+    assert dispatch.choose(srs_op, x, "auto") == "reference"
+    assert dispatch.choose(srs_op, x, "compiled") == "fused"
+
+
+def test_inside_torch_compile_every_fast_path_is_the_fused_function(srs_op, monkeypatch):
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    monkeypatch.setattr(dispatch, "COMPILE_THRESHOLD", 0)
+    x = torch.empty(1 << 20)
+    for backend in ("auto", "fused", "compiled", "triton"):
+        assert dispatch.choose(srs_op, x, backend) == "fused"
+
+
+def test_empty_inputs_take_the_fused_path(srs_op, monkeypatch):
+    monkeypatch.setattr(dispatch, "COMPILE_THRESHOLD", 0)
+    assert dispatch.choose(srs_op, torch.empty(0, 3), "auto") == "fused"
+    assert dispatch.choose(srs_op, torch.empty(0, 3), "compiled") == "fused"
+
+
+def test_triton_on_a_cpu_tensor_is_a_clear_error(srs_op, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="backend='triton' needs a CUDA tensor, got one on cpu"):
+        actlab.functional.srs(torch.randn(4), backend="triton")
+
+
+def test_triton_rejects_float64_and_ops_without_triton_math(srs_op, monkeypatch):
+    pytest.importorskip("triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # lets CPU tensors through to the dtype and op checks
+    with pytest.raises(ValueError, match="supports float32, float16 and bfloat16, got torch.float64"):
+        dispatch.choose(srs_op, torch.empty(3, dtype=torch.float64), "triton")
+    no_math = actlab.elementwise.ElementwiseOp("no_triton_math", (), lambda x: x, lambda x: (torch.ones_like(x),))
+    with pytest.raises(ValueError, match="no Triton kernel for this op"):
+        dispatch.choose(no_math, torch.empty(3), "triton")
+
+
+def test_backend_names_are_accepted_globally_and_per_module():
+    m = actlab.Serf()
+    for name in ("compiled", "triton", "fused", "auto", "reference"):
+        m.backend = name
+        with actlab.set_backend(name):
+            assert actlab.get_backend() == name
+    with pytest.raises(ValueError, match="choose one of: auto, reference, fused, compiled, triton"):
+        m.backend = "cuda"
+
+
+def test_compile_threshold_can_be_set_from_the_environment(monkeypatch):
+    monkeypatch.setenv("ACTLAB_COMPILE_THRESHOLD", "123")
+    assert dispatch._threshold_from_env(7) == 123
+    monkeypatch.setenv("ACTLAB_COMPILE_THRESHOLD", "lots")
+    with pytest.raises(ValueError, match="ACTLAB_COMPILE_THRESHOLD must be an integer"):
+        dispatch._threshold_from_env(7)
+    monkeypatch.delenv("ACTLAB_COMPILE_THRESHOLD")
+    assert dispatch._threshold_from_env(7) == 7
+
+
+# -- layouts --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "shape,channel_dim,fmt,kind,canonical",
+    [
+        ((2, 3, 4, 5), None, None, "shared", (120,)),
+        ((2, 3, 4, 5), 1, None, "rows", (2, 3, 20)),
+        ((2, 3, 4, 5), 1, torch.channels_last, "cols", (40, 3)),
+        ((6, 3), 1, None, "cols", (6, 3)),
+        ((2, 7, 3), 2, None, "cols", (14, 3)),
+        ((3, 2, 4), 0, None, "rows", (1, 3, 8)),
+    ],
+)
+def test_layout_views_dense_inputs_without_copying(shape, channel_dim, fmt, kind, canonical):
+    x = torch.randn(shape)
+    if fmt is not None:
+        x = x.contiguous(memory_format=fmt)
+    params = []
+    if channel_dim is not None:
+        p_shape = [1] * x.dim()
+        p_shape[channel_dim] = x.shape[channel_dim]
+        params = [torch.randn(p_shape)]
+    layout = plan(x, params)
+    assert (layout.kind, layout.shape) == (kind, canonical)
+    view = layout.view(x)
+    assert view.data_ptr() == x.data_ptr() and view.is_contiguous()
+    back = layout.restore(view)
+    assert back.shape == x.shape and back.stride() == x.stride() and torch.equal(back, x)
+    # Each element of the canonical view sits in its own channel's run.
+    if kind != "shared":
+        channel_of = torch.arange(x.shape[channel_dim]).reshape(params[0].shape).expand(x.shape)
+        channel_of = channel_of.contiguous(memory_format=fmt) if fmt else channel_of.contiguous()
+        expected = torch.arange(canonical[1]).reshape((1, -1, 1) if kind == "rows" else (1, -1)).expand(canonical)
+        assert torch.equal(layout.view(channel_of), expected)
+
+
+def test_layout_copies_non_dense_inputs_and_gradients_with_other_strides():
+    x = torch.randn(4, 10)[:, ::2]
+    layout = plan(x, [torch.randn(1, 5)])
+    assert not layout.dense and layout.kind == "cols"
+    assert torch.equal(layout.view(x), x.contiguous())
+    g = torch.randn(5, 4).t()  # same shape as x, transposed strides
+    assert torch.equal(layout.view(g), g.contiguous())
+
+
+def test_layout_expands_scalar_parameters_next_to_per_channel_ones_and_sums_their_gradients():
+    x = torch.randn(2, 3, 4)
+    shared, per_channel = torch.tensor(2.0), torch.randn(1, 3, 1)
+    layout = plan(x, [shared, per_channel])
+    canonical = layout.params([shared, per_channel], torch.float32)
+    assert [tuple(p.shape) for p in canonical] == [(3, 1), (3, 1)]
+    grad = torch.tensor([[1.0], [2.0], [3.0]])
+    assert layout.param_grad(grad, shared).item() == 6.0
+    assert layout.param_grad(grad, per_channel).shape == per_channel.shape
+
+
+# -- the kernel Function, for every op, through an uncompiled engine ------------------------------------
+
+
+class EagerEngine(types.SimpleNamespace):
+    """The engine interface computed with the eager fused math: checks function.py and layout.py alone."""
+
+    NAME = "eager-test"
+
+    @staticmethod
+    def forward(op, layout, x, params):
+        assert x.is_contiguous() and tuple(x.shape) == layout.shape
+        return forward_value(op.forward, x, params)
+
+    @staticmethod
+    def backward(op, layout, x, grad, params, needs):
+        assert grad.is_contiguous() and tuple(grad.shape) == layout.shape
+        return backward_grads(op.derivatives, x, params, grad, needs)
+
+
+@pytest.fixture
+def eager_engine(monkeypatch):
+    monkeypatch.setattr(dispatch, "_engine", lambda path: EagerEngine)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=[lay[0] for lay in LAYOUTS])
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_kernel_function_matches_reference_in_float64(eager_engine, name, layout):
+    compare(name, layout, torch.float64, "compiled")
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_kernel_function_matches_reference_with_nan_and_inf(eager_engine, name):
+    compare(name, LAYOUTS[3], torch.float32, "compiled", specials=True)
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_kernel_function_saves_only_the_input(eager_engine, name):
+    assert saved_input_sized(name, "compiled") == (1, True)
+
+
+def test_kernel_function_gradcheck_and_double_backward(eager_engine):
+    op, params = op_and_params("srs", 4, torch.float64)
+    x = make_input(("cols", (3, 2, 4), -1, True, None), torch.float64).requires_grad_(True)
+    params = [p.requires_grad_(True) for p in params]
+    fn = lambda x, *p: apply(op, x, p, channel_dim=-1, backend="compiled")
+    assert gradcheck(fn, (x, *params), eps=1e-6, atol=1e-7)
+    assert gradgradcheck(fn, (x, *params), eps=1e-6, atol=1e-6)
+
+
+def test_kernel_function_handles_inputs_that_need_no_gradient(eager_engine):
+    op, params = op_and_params("sqish", 4, torch.float64)
+    x = make_input(LAYOUTS[1], torch.float64)
+    p = [v.requires_grad_(True) for v in params]
+    apply(op, x, p, backend="compiled").sum().backward()
+    ref = [v.detach().clone().requires_grad_(True) for v in params]
+    apply(op, x, ref, backend="reference").sum().backward()
+    for a, b in zip(p, ref):
+        torch.testing.assert_close(a.grad, b.grad)
+    xi = x.clone().requires_grad_(True)
+    apply(op, xi, [v.detach() for v in params], backend="compiled").sum().backward()
+    assert xi.grad is not None
+
+
+class BrokenEngine(EagerEngine):
+    NAME = "broken-test"
+
+    @staticmethod
+    def forward(op, layout, x, params):
+        raise dispatch.KernelUnavailable("cannot build") from OSError("no compiler")
+
+
+def test_a_kernel_that_cannot_be_built_falls_back_under_auto_and_raises_when_asked_for(monkeypatch):
+    monkeypatch.setattr(dispatch, "_engine", lambda path: BrokenEngine)
+    monkeypatch.setattr(dispatch, "_disabled", {})
+    monkeypatch.setattr(dispatch, "COMPILE_THRESHOLD", 0)
+    x = torch.randn(50)
+    with pytest.warns(RuntimeWarning, match="could not be built .*OSError: no compiler"):
+        y = actlab.functional.serf(x, backend="auto")
+    torch.testing.assert_close(y, actlab.functional.serf(x, backend="reference"))
+    assert "broken-test" in dispatch._disabled
+    with pytest.raises(dispatch.KernelUnavailable):
+        actlab.functional.serf(x, backend="compiled")
+
+
+# -- inductor kernels -----------------------------------------------------------------------------------
+
+
+@pytest.mark.compile
+def test_compiled_kernels_match_reference_and_serve_every_size():
+    """Two ops, two layouts: the value, input and (per-channel) parameter gradients, and no recompiles."""
+    from actlab.kernels import compiled
+
+    compare("srs", LAYOUTS[1], torch.float32, "compiled")  # per-channel, NCHW-like
+    compare("serf", LAYOUTS[0], torch.float32, "compiled")  # no parameters
+    count = compiled.compiled_graph_count()
+    for layout in (("rows", (5, 4, 9), 1, True, None), ("rows", (2, 4, 3, 3), 1, True, None)):
+        compare("srs", layout, torch.float32, "compiled")  # other sizes and ranks: the same graphs
+    compare("serf", ("shared", (1000,), 1, False, None), torch.float32, "compiled")
+    assert compiled.compiled_graph_count() == count
+    assert saved_input_sized("srs", "compiled") == (1, True)
+
+
+@pytest.mark.compile
+def test_models_using_fast_paths_compile_with_fullgraph():
+    """Inside torch.compile every backend is the fused Function: one graph, no nested compiled kernels."""
+    from actlab.kernels import compiled
+
+    model = nn.Sequential(nn.Linear(8, 8), actlab.SRS(num_parameters=8), nn.Linear(8, 8), actlab.Serf())
+    model[1].backend = "compiled"
+    x = torch.randn(16, 8)
+    before = compiled.compiled_graph_count()
+    eager = model(x)
+    eager.sum().backward()
+    eager_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    fn = torch.compile(model, fullgraph=True)
+    out = fn(x)
+    out.sum().backward()
+    torch.testing.assert_close(out, eager, rtol=1e-5, atol=1e-6)
+    for p, g in zip(model.parameters(), eager_grads):
+        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6)
+    assert compiled.compiled_graph_count() - before <= 2  # only the eager call above compiled kernels
+
+
+@pytest.mark.compile
+def test_torch_export_sees_the_reference_path(monkeypatch):
+    """The rule exporters rely on: under torch.export, "auto" is the reference (plain aten ops)."""
+    chosen = []
+    choose = dispatch.choose
+    monkeypatch.setattr(dispatch, "choose", lambda *a: chosen.append(choose(*a)) or chosen[-1])
+    model = nn.Sequential(nn.Linear(4, 4), actlab.Sqish(num_parameters=4))
+    x = torch.randn(3, 4)
+    program = torch.export.export(model, (x,))
+    assert chosen and set(chosen) == {"reference"}
+    torch.testing.assert_close(program.module()(x), model(x))
+
+
+@pytest.mark.slow
+@pytest.mark.compile
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_compiled_kernels_of_every_op(name, dtype):
+    for layout in LAYOUTS:
+        compare(name, layout, dtype, "compiled")
+    compare(name, LAYOUTS[3], torch.float32, "compiled", specials=True)
+    assert saved_input_sized(name, "compiled", dtype) == (1, True)
+
+
+@pytest.mark.slow
+@pytest.mark.compile
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_compiled_backward_gradcheck(name):
+    op, params = op_and_params(name, 4, torch.float64)
+    x = make_input(("cols", (3, 2, 4), -1, True, None), torch.float64).requires_grad_(True)
+    params = [p.requires_grad_(True) for p in params]
+    fn = lambda x, *p: apply(op, x, p, channel_dim=-1, backend="compiled")
+    assert gradcheck(fn, (x, *params), eps=1e-6, atol=1e-7)
+
+
+# -- CUDA ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_triton_kernels_on_cuda(name, dtype):
+    for layout in LAYOUTS:
+        compare(name, layout, dtype, "triton", device="cuda")
+    if dtype == torch.float32:
+        compare(name, LAYOUTS[3], dtype, "triton", specials=True, device="cuda")
+    assert saved_input_sized(name, "triton", dtype, device="cuda") == (1, True)
+
+
+@pytest.mark.gpu
+@pytest.mark.compile
+@pytest.mark.parametrize("name", ["srs", "pau"])
+def test_compiled_kernels_on_cuda(name):
+    compare(name, LAYOUTS[1], torch.float32, "compiled", device="cuda")
+    compare(name, LAYOUTS[2], torch.bfloat16, "compiled", device="cuda")
+
+
+@pytest.mark.gpu
+def test_auto_picks_triton_on_cuda():
+    op = actlab.create("serf").op
+    assert dispatch.choose(op, torch.empty(10, device="cuda"), "auto") == "triton"
+    assert dispatch.choose(op, torch.empty(10, device="cuda", dtype=torch.float64), "auto") in ("compiled", "fused")
+
+
+# -- the figures the benchmark reports --------------------------------------------------------------------
+
+
+def test_no_fast_path_keeps_more_than_the_input_for_backward(eager_engine):
+    """Native SiLU keeps one input-sized tensor; so do the fused and kernel paths of every op."""
+    silu_saved = []
+    x = torch.randn(16, 8, 4, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: silu_saved.append(t) or t, lambda t: t):
+        nn.functional.silu(x)
+    assert len([t for t in silu_saved if t.numel() >= x.numel()]) == 1
+    for name in ELEMENTWISE:
+        assert saved_input_sized(name, "fused") == (1, True), name
+
+
+def test_empty_inputs_on_every_path():
+    for name in ELEMENTWISE:
+        op, params = op_and_params(name, None, torch.float32)
+        for backend in ("reference", "fused", "compiled"):
+            x = torch.empty(0, 5, requires_grad=True)
+            y = apply(op, x, params, backend=backend)
+            y.sum().backward()
+            assert y.shape == (0, 5) and x.grad.shape == (0, 5)
+
+
+def test_non_finite_parameters_propagate(eager_engine):
+    op, params = op_and_params("swish", None, torch.float32)
+    y, gx, _ = run(op, [torch.tensor(math.nan)], torch.randn(10), 1, "compiled")
+    assert y.isnan().all() and gx.isnan().all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run(op, params, torch.randn(10), 1, "compiled")
