@@ -124,7 +124,7 @@ def test_lut_linear_error_within_the_interpolation_bound():
 def test_default_lut_error_is_small_in_float32():
     torch.manual_seed(3)
     lut, exact = actlab.DiTAC(), actlab.DiTAC(mode="exact", dtype=torch.float64)
-    exact.load_state_dict({"theta": lut.theta.double()})
+    exact.load_state_dict({**exact.state_dict(), "theta": lut.theta.double()})
     x = torch.randn(10000) * 2
     assert (lut(x).double() - exact(x.double())).abs().max() < 2e-6
 
@@ -287,7 +287,7 @@ def test_per_channel_theta_equals_separate_modules(mode, interp, channel_dim):
     y = m(x)
     for c in range(C):
         single = _module(mode, interp)
-        single.load_state_dict({"theta": m.theta[c : c + 1].detach()})
+        single.load_state_dict({**single.state_dict(), "theta": m.theta[c : c + 1].detach()})
         xc = x.select(channel_dim, c)
         torch.testing.assert_close(y.select(channel_dim, c), single(xc), atol=1e-14, rtol=0)
     with pytest.raises(ValueError, match="3 per-channel θ rows but the input has 5 channels"):
@@ -362,11 +362,11 @@ def test_eval_cache_is_reused_and_invalidated(monkeypatch):
         y2 = m(x)
     assert not torch.equal(y1, y2) and torch.equal(y2, fresh_output())
     # load_state_dict
-    m.load_state_dict({"theta": torch.zeros_like(m.theta)})
+    m.load_state_dict({**m.state_dict(), "theta": torch.zeros_like(m.theta)})
     with torch.no_grad():
         assert torch.equal(m(x), F.gelu(x))
     # .to(): dtype change
-    m.load_state_dict({"theta": torch.randn_like(m.theta)})
+    m.load_state_dict({**m.state_dict(), "theta": torch.randn_like(m.theta)})
     m.double()
     with torch.no_grad():
         torch.testing.assert_close(m(x.double()), fresh_output())
