@@ -299,7 +299,9 @@ def test_per_channel_theta_equals_separate_modules(mode, interp, channel_dim):
 def test_parameters_buffers_and_state_dict():
     m = actlab.DiTAC(num_parameters=4, cells=6)
     assert isinstance(m.theta, torch.nn.Parameter) and m.theta.shape == (4, 5)
-    assert list(m.state_dict()) == ["theta"]
+    # θ, plus the activation record every actlab activation writes (actlab.checkpoint); the
+    # constant tables (vertex map, precision) are non-persistent buffers
+    assert list(m.state_dict()) == ["theta", "_extra_state"]
     fixed = actlab.DiTAC(trainable=False)
     assert list(fixed.parameters()) == [] and "theta" in dict(fixed.named_buffers())
     other = actlab.DiTAC(num_parameters=4, cells=6)
