@@ -39,8 +39,19 @@ def test_state_dict_round_trips_through_a_weights_only_load(name):
     x = torch.randn(6, 3)
     torch.testing.assert_close(target(x), source(x), rtol=0, atol=0)
     for (k, a), b in zip(source.state_dict().items(), target.state_dict().values()):
-        if isinstance(a, torch.Tensor):
-            torch.testing.assert_close(b, a, rtol=0, atol=0, msg=k)
+        torch.testing.assert_close(b, a, rtol=0, atol=0, msg=k)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_state_dict_value_is_a_tensor_so_ema_style_updates_work(name):
+    """Code that updates every state_dict value in place (an EMA of the weights) must keep working."""
+    model, ema = perturb(model_with(name)), model_with(name)
+    for e, m in zip(ema.state_dict().values(), model.state_dict().values()):
+        assert isinstance(m, torch.Tensor)
+        e.copy_(e.lerp(m, 0.5) if e.is_floating_point() else m)
+    if isinstance(make(name), actlab.Activation):
+        record = model.state_dict()["1._extra_state"]
+        assert record.dtype == torch.uint8 and actlab.checkpoint.record_name(record) == name
 
 
 @pytest.mark.parametrize("name", NAMES)

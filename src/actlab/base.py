@@ -151,7 +151,7 @@ class Activation(nn.Module):
     # (APA and AGLU, say, have the same parameter names and shapes and would
     # otherwise load into each other silently). The logic is in actlab.checkpoint,
     # imported on use because it builds on actlab.sites, which imports this module.
-    def get_extra_state(self) -> dict[str, str]:
+    def get_extra_state(self) -> Tensor:
         from .checkpoint import activation_record
 
         return activation_record(self)

@@ -1,8 +1,12 @@
 """Checkpoints that know which activation wrote them.
 
 Every actlab activation adds one entry to its ``state_dict``,
-``<site>._extra_state = {"activation": "<registry name>"}`` (plain strings, so
-``torch.load(weights_only=True)`` reads it). Loading checks it:
+``<site>._extra_state``: its registry name as a 1-D ``uint8`` tensor of UTF-8
+bytes. A tensor, not a dict of strings, because code everywhere treats every
+``state_dict`` value as a tensor (EMA updates that ``copy_`` each value,
+``torch.equal`` comparisons, ``{k: v.clone()}`` snapshots); an integer tensor is
+handled the way such code already handles BatchNorm's ``num_batches_tracked``,
+and ``torch.load(weights_only=True)`` reads it. Loading checks it:
 
 - ``model.load_state_dict(state)`` reports, for every actlab activation of
   ``model``, a checkpoint that holds another actlab activation at that site
@@ -24,20 +28,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from .base import Activation
 from .sites import activation_name
 
-__all__ = ["activation_record", "check_record", "saved_activations", "load_state_dict"]
+__all__ = ["activation_record", "record_name", "check_record", "saved_activations", "load_state_dict"]
 
 _EXTRA_STATE = "_extra_state"
-_KEY = "activation"
 
 
-def activation_record(module: nn.Module) -> dict[str, str]:
-    """What an actlab activation stores in its state_dict to identify itself."""
-    return {_KEY: activation_name(module)}
+def activation_record(module: nn.Module) -> Tensor:
+    """What an actlab activation stores in its state_dict to identify itself: its name's UTF-8 bytes."""
+    return torch.tensor(list(activation_name(module).encode("utf-8")), dtype=torch.uint8)
+
+
+def record_name(record: Any) -> str | None:
+    """The activation name in a record written by :func:`activation_record` (None if it is not one)."""
+    if isinstance(record, Tensor) and record.dtype == torch.uint8 and record.dim() == 1:
+        return bytes(record.tolist()).decode("utf-8", errors="replace")
+    return None
 
 
 def _site(prefix: str) -> str:
@@ -45,10 +56,7 @@ def _site(prefix: str) -> str:
 
 
 def _saved_name(state_dict: Mapping[str, Any], prefix: str) -> str | None:
-    record = state_dict.get(prefix + _EXTRA_STATE)
-    if isinstance(record, Mapping) and isinstance(record.get(_KEY), str):
-        return record[_KEY]
-    return None
+    return record_name(state_dict.get(prefix + _EXTRA_STATE))
 
 
 def _describe(module: nn.Module | None) -> str:
