@@ -30,7 +30,10 @@ Three evaluation paths:
 Every path saves only the input (and tables of size ``lut_size`` per θ row) for
 backward, and supports double backward (through the autograd reference
 expressions). ``backend="reference"`` evaluates the same functions with plain
-autograd-differentiable ops instead of the custom autograd Functions.
+autograd-differentiable ops instead of the custom autograd Functions. The LUT
+Functions run either eager blocks (``"fused"``) or compiled kernels
+(``"compiled"``: one inductor loop per direction, chosen by ``"auto"`` for large
+inputs under the rule of :mod:`actlab.kernels.dispatch`).
 """
 
 from __future__ import annotations
@@ -787,8 +790,11 @@ def ditac(
         theta: shape ``(cells - 1,)`` (one field) or ``(C, cells - 1)`` (one per
             channel), in the coordinates of :func:`actlab.cpab.null_space_basis`.
         a, b, mode, lut_size, lut_interp, channel_dim: as for :class:`DiTAC`.
-        backend: ``"reference"`` evaluates the LUT modes with autograd-traced
-            ops instead of the custom autograd Functions.
+        backend: ``None`` (the global choice), ``"auto"``, ``"fused"``,
+            ``"compiled"`` or ``"reference"`` for the LUT modes, chosen as for the
+            elementwise activations (:func:`actlab.kernels.dispatch.choose`):
+            ``"compiled"`` runs one inductor loop per direction (by default for
+            inputs of at least 2^20 elements), ``"reference"`` autograd-traced ops.
     """
     lo, hi = _check_interval("ditac", a, b)
     _check_choice("ditac", "mode", mode, MODES)

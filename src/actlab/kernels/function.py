@@ -12,7 +12,6 @@ differentiable ops: the kernels compute gradients, not graphs.
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor
 
