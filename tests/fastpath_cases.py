@@ -142,9 +142,12 @@ def compare(name, layout, dtype, backend, specials=False, device="cpu") -> None:
     exact, magnitude = _param_grads_in_float64(op, params, x, upstream_grad(x).double(), channel_dim)
     rounding = torch.finfo(dtype).eps if dtype != torch.float64 else 1e-13
     summing = 16 * torch.finfo(torch.float32).eps if dtype != torch.float64 else 1e-13
-    for i, (a, b, m) in enumerate(zip(got[2], exact, magnitude)):
+    for i, (a, b, m, r) in enumerate(zip(got[2], exact, magnitude, ref[2])):
         error = (a.double() - b).abs()
-        bound = rounding * b.abs() + summing * m + 1e-30
+        # ...and never tighter than twice the same-dtype reference's own error (AGLU's κ-gradient
+        # loses ~25 float32 ulps of the terms' magnitudes to cancellation in any implementation).
+        own_error = (r.double() - b).abs()
+        bound = rounding * b.abs() + summing * m + 2 * own_error + 1e-30
         assert (error <= bound).all(), (
             f"{where} grad {op.param_names[i]}: error {error.flatten().tolist()} exceeds {bound.flatten().tolist()}"
         )
@@ -162,16 +165,27 @@ def saved_input_sized(name, backend, dtype=torch.float32, shape=(16, 8, 4), devi
     return len(big), all(t.data_ptr() == x.data_ptr() for t in big)
 
 
-def _interpreter_main(names: list[str]) -> None:
-    """Run every Triton case; print one JSON line per op: {"name": ..., "failures": [...]}."""
+#: layouts checked in half precision by the default (quick) interpreter run; ``--full`` checks all
+QUICK_HALF_LAYOUTS = ("rows", "cols")
+
+
+def _interpreter_main(names: list[str], full: bool) -> None:
+    """Run the Triton cases; print one JSON line per op: {"name": ..., "failures": [...]}.
+
+    The interpreter runs Triton programs in numpy, ~10 s per op for all cases, so the default
+    (quick) run checks float32 in every layout but the half dtypes in two layouts only."""
     import warnings
 
     warnings.filterwarnings("ignore", category=RuntimeWarning)  # numpy: division by zero in unused lanes
     for name in names:
         failures = []
         for layout in LAYOUTS:
-            # The interpreter is slow: the multi-tile layouts run in float32 only.
-            dtypes = (torch.float32,) if layout[0] in ("rows_long", "cols_wide") else DTYPES
+            if layout[0] in ("rows_long", "cols_wide"):  # the multi-tile layouts: float32 only
+                dtypes = (torch.float32,)
+            elif full or layout[0] in QUICK_HALF_LAYOUTS:
+                dtypes = DTYPES
+            else:
+                dtypes = (torch.float32,)
             for dtype in dtypes:
                 for specials in (False, True) if dtype == torch.float32 else (False,):
                     try:
@@ -190,4 +204,5 @@ def _interpreter_main(names: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    _interpreter_main(sys.argv[1:] or ELEMENTWISE)
+    full = "--full" in sys.argv[1:]
+    _interpreter_main([a for a in sys.argv[1:] if a != "--full"] or ELEMENTWISE, full)

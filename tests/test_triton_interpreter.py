@@ -3,7 +3,7 @@
 The interpreter must be switched on before Triton decorates any kernel, so the
 cases run in a subprocess with ``TRITON_INTERPRET=1`` (tests/fastpath_cases.py):
 every elementwise op, every layout (shared, rows, cols, channels_last,
-non-dense), float32/bfloat16/float16, NaN/±Inf inputs, empty inputs and the
+non-dense) in float32, bfloat16/float16 in two layouts (all with ``-m slow``), NaN/±Inf inputs, empty inputs and the
 saved-for-backward memory, against the reference. The interpreter accepts some
 code that the GPU compiler rejects, so every kernel is also compiled to an
 ``sm_90`` and an ``sm_80`` binary here (Triton ships its own ``ptxas``). On a
@@ -33,21 +33,52 @@ def _pythonpath() -> str:
     return package_root + (os.pathsep + existing if existing else "")
 
 
-@pytest.fixture(scope="module")
-def interpreter_failures() -> dict[str, list[str]]:
+def _run_interpreter(*flags: str) -> dict[str, list[str]]:
+    """The cases of every op, in one interpreter process per CPU core (the interpreter is single-threaded)."""
     script = Path(__file__).with_name("fastpath_cases.py")
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": _pythonpath()}
-    proc = subprocess.run(
-        [sys.executable, str(script), *ELEMENTWISE], env=env, capture_output=True, text=True, timeout=1200
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return {r["name"]: r["failures"] for r in map(json.loads, proc.stdout.splitlines())}
+    workers = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1, 4))
+    shares = [ELEMENTWISE[i::workers] for i in range(workers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), *flags, *share],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for share in shares
+        if share
+    ]
+    results: dict[str, list[str]] = {}
+    for proc in procs:
+        out, err = proc.communicate(timeout=3600)
+        assert proc.returncode == 0, err[-4000:]
+        results.update((r["name"], r["failures"]) for r in map(json.loads, out.splitlines()))
+    return results
+
+
+@pytest.fixture(scope="module")
+def interpreter_failures() -> dict[str, list[str]]:
+    return _run_interpreter()
+
+
+@pytest.fixture(scope="module")
+def full_interpreter_failures() -> dict[str, list[str]]:
+    return _run_interpreter("--full")
 
 
 @pytest.mark.parametrize("name", ELEMENTWISE)
 def test_triton_kernels_match_reference_in_interpreter(interpreter_failures, name):
     assert name in interpreter_failures, f"{name} was not run"
     assert interpreter_failures[name] == [], "\n".join(interpreter_failures[name])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_triton_kernels_match_reference_in_interpreter_in_every_dtype_and_layout(full_interpreter_failures, name):
+    assert name in full_interpreter_failures, f"{name} was not run"
+    assert full_interpreter_failures[name] == [], "\n".join(full_interpreter_failures[name])
 
 
 @pytest.mark.parametrize("name", ELEMENTWISE)
