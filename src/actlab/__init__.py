@@ -59,6 +59,7 @@ from .surgery import ReplacedSite, ReplacementReport, replace_activations
 __all__ = [
     "__version__",
     "functional",
+    "cpab",
     "create",
     "info",
     "list_activations",

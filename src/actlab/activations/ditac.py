@@ -39,7 +39,6 @@ inputs under the rule of :mod:`actlab.kernels.dispatch`).
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -113,7 +112,7 @@ def _reference_grads(reference, inputs: tuple, args: tuple, needs: tuple, grad: 
     return tuple(next(grads) if need else None for need in needs)
 
 
-def _channel_offsets(x: Tensor, channels: int, stride: int, channel_dim: int) -> Optional[Tensor]:
+def _channel_offsets(x: Tensor, channels: int, stride: int, channel_dim: int) -> Tensor | None:
     """Per-element offset c·stride of the row of channel c in a flattened (C, stride) table (int32)."""
     if channels == 1:
         return None
@@ -167,11 +166,17 @@ def _on_grid(theta: Tensor, vertex_map: Tensor, size: int, *, slope: bool = Fals
 # work that is negligible), and the op still has a fake implementation and an
 # autograd formula, so graphs that use it trace without breaks.
 @torch.library.custom_op("actlab::ditac_grid_tables", mutates_args=())
-def _grid_tables_op(theta: Tensor, vertex_map: Tensor, size: int, slope: bool, jacobian: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _grid_tables_op(
+    theta: Tensor, vertex_map: Tensor, size: int, slope: bool, jacobian: bool
+) -> tuple[Tensor, Tensor, Tensor]:
     """(D, T' or empty, dD/dθ or empty) on the grid, in the table dtype."""
     displacement, derivative, jac = _on_grid(theta, vertex_map, size, slope=slope, jacobian=jacobian)
     # Distinct empty tensors: a custom op's outputs must not alias each other.
-    return displacement, derivative if slope else displacement.new_empty(0), jac if jacobian else displacement.new_empty(0)
+    return (
+        displacement,
+        derivative if slope else displacement.new_empty(0),
+        jac if jacobian else displacement.new_empty(0),
+    )
 
 
 @_grid_tables_op.register_fake
@@ -196,7 +201,9 @@ def _grid_tables_backward(ctx, grad_displacement: Tensor, _grad_slope, _grad_jac
         (grad_theta,) = _reference_grads(_displacement, (theta,), (vertex_map, ctx.size), (True,), grad_displacement)
         return grad_theta, None, None, None, None
     if jac.numel() == 0:
-        raise RuntimeError("ditac_grid_tables: the Jacobian was not computed (jacobian=False) but a gradient reached it")
+        raise RuntimeError(
+            "ditac_grid_tables: the Jacobian was not computed (jacobian=False) but a gradient reached it"
+        )
     # Multiply-and-sum, not einsum: autocast would run a matmul in half precision.
     grad_theta = (grad_displacement.to(jac.dtype).unsqueeze(-1) * jac).sum(-2)
     return grad_theta.to(theta.dtype), None, None, None, None
@@ -211,7 +218,7 @@ def _displacement(theta: Tensor, vertex_map: Tensor, size: int) -> Tensor:
 
 def grid_tables(
     theta: Tensor, vertex_map: Tensor, size: int, dtype: torch.dtype, with_slope: bool = True
-) -> tuple[Tensor, Optional[Tensor]]:
+) -> tuple[Tensor, Tensor | None]:
     """(D, T') on ``size`` grid points for each θ row, as ``dtype`` tensors of shape (C, size).
 
     D is differentiable with respect to θ (analytic Jacobian); T' is not (and is
@@ -256,12 +263,12 @@ def _coordinate(x: Tensor, lo: float, hi: float, size: int, *, padded: bool, inp
     return torch.where(s < top, s, float(top))
 
 
-def _flat_offsets(offsets: Optional[Tensor], x: Tensor) -> Optional[Tensor]:
+def _flat_offsets(offsets: Tensor | None, x: Tensor) -> Tensor | None:
     """The per-channel row offsets for every element of x, flattened (None when θ is shared)."""
     return None if offsets is None else offsets.expand(x.shape).reshape(-1)
 
 
-def _index(position: Tensor, offsets: Optional[Tensor], block: slice) -> Tensor:
+def _index(position: Tensor, offsets: Tensor | None, block: slice) -> Tensor:
     """int32 table index (the floor: positions are >= 0), plus the channel row offset."""
     index = position.detach().to(torch.int32).reshape(-1)
     return index if offsets is None else index.add_(offsets[block])
@@ -281,7 +288,7 @@ def _padded(table: Tensor) -> tuple[Tensor, Tensor]:
     return values, steps
 
 
-def _linear_reference(x: Tensor, table: Tensor, lo: float, hi: float, offsets: Optional[Tensor]) -> Tensor:
+def _linear_reference(x: Tensor, table: Tensor, lo: float, hi: float, offsets: Tensor | None) -> Tensor:
     """The linear-LUT DiTAC in autograd-differentiable ops: the definition :class:`_LinearLUT` implements."""
     values, steps = (t.reshape(-1) for t in _padded(table))
     s = _coordinate(x, lo, hi, table.shape[-1], padded=True)
@@ -291,7 +298,7 @@ def _linear_reference(x: Tensor, table: Tensor, lo: float, hi: float, offsets: O
     return torch.nn.functional.gelu(x) + value + w * step
 
 
-def _linear_forward(x: Tensor, table: Tensor, lo: float, hi: float, offsets: Optional[Tensor]) -> Tensor:
+def _linear_forward(x: Tensor, table: Tensor, lo: float, hi: float, offsets: Tensor | None) -> Tensor:
     """Eager forward, block by block and in place (the ``"fused"`` path)."""
     size = table.shape[-1]
     values, steps = (t.reshape(-1) for t in _padded(table))
@@ -306,7 +313,7 @@ def _linear_forward(x: Tensor, table: Tensor, lo: float, hi: float, offsets: Opt
     return out.view(x.shape)
 
 
-def _linear_backward(x: Tensor, grad: Tensor, table: Tensor, lo: float, hi: float, offsets: Optional[Tensor], needs):
+def _linear_backward(x: Tensor, grad: Tensor, table: Tensor, lo: float, hi: float, offsets: Tensor | None, needs):
     """Eager backward: (grad_x or None, gradients of the padded values and steps, flat)."""
     size = table.shape[-1]
     steps = _padded(table)[1].reshape(-1)
@@ -339,7 +346,9 @@ class _LinearLUT(torch.autograd.Function):
     """Linear-LUT DiTAC; ``path`` is ``"fused"`` (eager blocks) or ``"compiled"`` (one inductor loop per direction)."""
 
     @staticmethod
-    def forward(x: Tensor, table: Tensor, lo: float, hi: float, offsets: Optional[Tensor], path: str, strict: bool) -> Tensor:
+    def forward(
+        x: Tensor, table: Tensor, lo: float, hi: float, offsets: Tensor | None, path: str, strict: bool
+    ) -> Tensor:
         eager = lambda: _linear_forward(x, table, lo, hi, offsets)
         if path != "compiled":
             return eager()
@@ -372,7 +381,7 @@ class _LinearLUT(torch.autograd.Function):
 # ---------------------------------------------------------------------------------------
 # LUT, nearest grid point with a straight-through backward (the released code's scheme)
 # ---------------------------------------------------------------------------------------
-def _nearest_image(x: Tensor, table: Tensor, lo: float, hi: float, offsets: Optional[Tensor], block: slice):
+def _nearest_image(x: Tensor, table: Tensor, lo: float, hi: float, offsets: Tensor | None, block: slice):
     """Flat index of the nearest grid point u_j and x̃ = a + (b - a)·T(u_j) (x outside [a, b])."""
     size = table.shape[-1]
     r = _coordinate(x, lo, hi, size, padded=False).round()
@@ -390,7 +399,7 @@ def _nearest_reference(x, table, slope, lo, hi, offsets) -> Tensor:
     return x_tilde * _normal_cdf(x)
 
 
-def _nearest_forward(x: Tensor, table: Tensor, lo: float, hi: float, offsets: Optional[Tensor]) -> Tensor:
+def _nearest_forward(x: Tensor, table: Tensor, lo: float, hi: float, offsets: Tensor | None) -> Tensor:
     """Eager forward, block by block (the ``"fused"`` path)."""
     flat, offs = x.reshape(-1), _flat_offsets(offsets, x)
     out = torch.empty_like(flat)
@@ -425,7 +434,7 @@ class _NearestLUT(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        x: Tensor, table: Tensor, slope: Tensor, lo: float, hi: float, offsets: Optional[Tensor], path: str, strict: bool
+        x: Tensor, table: Tensor, slope: Tensor, lo: float, hi: float, offsets: Tensor | None, path: str, strict: bool
     ) -> Tensor:
         eager = lambda: _nearest_forward(x, table, lo, hi, offsets)
         if path != "compiled":
@@ -469,7 +478,7 @@ def _gather(table: Tensor, index: Tensor) -> Tensor:
     return torch.ops.aten._unsafe_index(table, [index])
 
 
-def _cell_and_index(position: Tensor, offsets: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+def _cell_and_index(position: Tensor, offsets: Tensor | None) -> tuple[Tensor, Tensor]:
     """The grid cell below a (non-negative) position, and its index in the flat (C, ·) table."""
     cell = position.to(torch.int64)
     return cell, cell if offsets is None else cell + offsets
@@ -480,7 +489,7 @@ def _scatter_sum(index: Tensor, source: Tensor, size: int) -> Tensor:
 
 
 def _make_linear_forward(lo: float, hi: float, size: int):
-    def kernel(x: Tensor, values: Tensor, steps: Tensor, offsets: Optional[Tensor]) -> Tensor:
+    def kernel(x: Tensor, values: Tensor, steps: Tensor, offsets: Tensor | None) -> Tensor:
         s = _coordinate(x, lo, hi, size, padded=True)
         cell, index = _cell_and_index(s, offsets)
         return torch.nn.functional.gelu(x) + _gather(values, index) + (s - cell) * _gather(steps, index)
@@ -491,7 +500,7 @@ def _make_linear_forward(lo: float, hi: float, size: int):
 def _make_linear_backward(lo: float, hi: float, size: int, needs: tuple[bool, bool]):
     scale = (size - 1) / (hi - lo)
 
-    def kernel(x: Tensor, grad: Tensor, steps: Tensor, offsets: Optional[Tensor]):
+    def kernel(x: Tensor, grad: Tensor, steps: Tensor, offsets: Tensor | None):
         s = _coordinate(x, lo, hi, size, padded=True)
         cell, index = _cell_and_index(s, offsets)
         grad_x = grad_values = grad_steps = None
@@ -506,14 +515,14 @@ def _make_linear_backward(lo: float, hi: float, size: int, needs: tuple[bool, bo
 
 
 def _make_nearest_forward(lo: float, hi: float, size: int):
-    def kernel(x: Tensor, table: Tensor, offsets: Optional[Tensor]) -> Tensor:
+    def kernel(x: Tensor, table: Tensor, offsets: Tensor | None) -> Tensor:
         return _nearest_kernel_image(x, table, lo, hi, size, offsets)[1] * _normal_cdf(x)
 
     return kernel
 
 
 def _make_nearest_backward(lo: float, hi: float, size: int, needs: tuple[bool, bool]):
-    def kernel(x: Tensor, grad: Tensor, table: Tensor, slope: Tensor, offsets: Optional[Tensor]):
+    def kernel(x: Tensor, grad: Tensor, table: Tensor, slope: Tensor, offsets: Tensor | None):
         index, x_tilde = _nearest_kernel_image(x, table, lo, hi, size, offsets)
         inside = _in_range(x, lo, hi)
         cdf, pdf = _gaussian(x)
@@ -528,7 +537,7 @@ def _make_nearest_backward(lo: float, hi: float, size: int, needs: tuple[bool, b
     return kernel
 
 
-def _nearest_kernel_image(x: Tensor, table: Tensor, lo: float, hi: float, size: int, offsets: Optional[Tensor]):
+def _nearest_kernel_image(x: Tensor, table: Tensor, lo: float, hi: float, size: int, offsets: Tensor | None):
     """:func:`_nearest_image` for the kernels (flat table, broadcast offsets)."""
     r = _coordinate(x, lo, hi, size, padded=False).round()
     _, index = _cell_and_index(r, offsets)
@@ -536,7 +545,7 @@ def _nearest_kernel_image(x: Tensor, table: Tensor, lo: float, hi: float, size: 
     return index, torch.where(_in_range(x, lo, hi), image, x)
 
 
-def _run_compiled(name: str, key: tuple, make, x: Tensor, tensors: tuple, offsets: Optional[Tensor], grad=None):
+def _run_compiled(name: str, key: tuple, make, x: Tensor, tensors: tuple, offsets: Tensor | None, grad=None):
     """Run a LUT kernel on the canonical view of ``x`` (and ``grad``); results in canonical shape."""
     from ..kernels import compiled
     from ..kernels.layout import plan
@@ -579,9 +588,7 @@ def _compiled_nearest_backward(x, grad, table, slope, lo, hi, offsets, needs):
     size, needs = table.shape[-1], tuple(needs)
     make = lambda: _make_nearest_backward(lo, hi, size, needs)
     key = (lo, hi, size, needs)
-    layout, (grad_x, grad_table) = _run_compiled(
-        "ditac_nearest_backward", key, make, x, (table, slope), offsets, grad
-    )
+    layout, (grad_x, grad_table) = _run_compiled("ditac_nearest_backward", key, make, x, (table, slope), offsets, grad)
     return (layout.restore(grad_x) if needs[0] else None), grad_table
 
 
@@ -602,7 +609,9 @@ def _unrows(rows: Tensor, like: Tensor, channels: int, channel_dim: int) -> Tens
     return rows.reshape(moved).movedim(0, channel_dim)
 
 
-def _exact_block(rows: Tensor, slopes: Tensor, intercepts: Tensor, lo: float, hi: float, *, derivative=False, jacobian=None):
+def _exact_block(
+    rows: Tensor, slopes: Tensor, intercepts: Tensor, lo: float, hi: float, *, derivative=False, jacobian=None
+):
     """In-range mask, x̃ and the integration result for a (C, m) block of inputs."""
     inside = _in_range(rows, lo, hi)
     u = (torch.where(inside, rows, torch.full_like(rows, lo)) - lo) / (hi - lo)
@@ -733,8 +742,8 @@ def _apply(
     lut_size: int,
     lut_interp: str,
     channel_dim: int,
-    backend: Optional[str],
-    tables: Optional[tuple[Tensor, ...]] = None,
+    backend: str | None,
+    tables: tuple[Tensor, ...] | None = None,
 ) -> Tensor:
     """DiTAC of ``x`` for validated arguments; ``tables`` come from :func:`lut_tables` (eval cache)."""
     if not isinstance(x, Tensor):
@@ -780,7 +789,7 @@ def ditac(
     lut_size: int = 2048,
     lut_interp: str = "linear",
     channel_dim: int = 1,
-    backend: Optional[str] = None,
+    backend: str | None = None,
 ) -> Tensor:
     r"""DiTAC with velocity-field parameters ``theta``. See :class:`DiTAC`.
 
@@ -805,7 +814,16 @@ def ditac(
     theta2 = theta.reshape(-1, theta.shape[-1])
     vmap = torch.tensor(cpab.vertex_map(theta2.shape[-1] + 1), device=theta.device, dtype=theta.dtype)
     return _apply(
-        x, theta2, vmap, lo, hi, mode=mode, lut_size=lut_size, lut_interp=lut_interp, channel_dim=channel_dim, backend=backend
+        x,
+        theta2,
+        vmap,
+        lo,
+        hi,
+        mode=mode,
+        lut_size=lut_size,
+        lut_interp=lut_interp,
+        channel_dim=channel_dim,
+        backend=backend,
     )
 
 
@@ -961,7 +979,7 @@ class DiTAC(Activation):
         prior_variance: float = 2.0,
         reg_length_scale: float = 5.0,
         reg_variance: float = 2.0,
-        released_gradient_lambda: Optional[float] = None,
+        released_gradient_lambda: float | None = None,
         num_parameters: int = 1,
         channel_dim: int = 1,
         trainable: bool = True,
@@ -984,7 +1002,9 @@ class DiTAC(Activation):
         if released_gradient_lambda is not None:
             released_gradient_lambda = _check_positive(name, "released_gradient_lambda", released_gradient_lambda)
         if isinstance(num_parameters, bool) or not isinstance(num_parameters, int) or num_parameters < 1:
-            raise ValueError(f"{name}: num_parameters must be a positive integer (1 = shared, C = per channel), got {num_parameters!r}")
+            raise ValueError(
+                f"{name}: num_parameters must be a positive integer (1 = shared, C = per channel), got {num_parameters!r}"
+            )
         if isinstance(channel_dim, bool) or not isinstance(channel_dim, int):
             raise ValueError(f"{name}: channel_dim must be an integer axis, got {channel_dim!r}")
         if dtype is not None and not dtype.is_floating_point:
@@ -1010,7 +1030,7 @@ class DiTAC(Activation):
         self.register_buffer("precision", torch.tensor(precision, **factory), persistent=False)
         # Eval-mode cache of the grid tables (D and T' stacked), keyed on θ's identity and version.
         self.register_buffer("_lut_cache", None, persistent=False)
-        self._lut_key: Optional[tuple] = None
+        self._lut_key: tuple | None = None
         self.reset_parameters()
 
     @torch.no_grad()
@@ -1038,12 +1058,20 @@ class DiTAC(Activation):
             return _ReleasedCodeGradient.apply(self.theta, self.precision, self.released_gradient_lambda)
         return self.theta
 
-    def _cached_tables(self, dtype: torch.dtype) -> Optional[tuple[Tensor, ...]]:
+    def _cached_tables(self, dtype: torch.dtype) -> tuple[Tensor, ...] | None:
         """The eval-mode tables, rebuilt whenever θ (or the dtype asked for) changed."""
         theta = self.theta
         if self.training or torch.compiler.is_compiling() or (torch.is_grad_enabled() and theta.requires_grad):
             return None
-        key = (id(theta), theta._version, theta.data_ptr(), theta.device, theta.dtype, dtype, torch.is_inference_mode_enabled())
+        key = (
+            id(theta),
+            theta._version,
+            theta.data_ptr(),
+            theta.device,
+            theta.dtype,
+            dtype,
+            torch.is_inference_mode_enabled(),
+        )
         cache = self._lut_cache
         if self._lut_key != key or cache is None or cache.device != theta.device or cache.dtype != dtype:
             with torch.no_grad():

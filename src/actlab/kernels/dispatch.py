@@ -86,7 +86,7 @@ def disable(path: str, reason: str) -> None:
     if path not in _disabled:
         _disabled[path] = reason
         warnings.warn(
-            f"actlab: the {path!r} kernels could not be built ({reason}); \"auto\" uses the fused path instead "
+            f'actlab: the {path!r} kernels could not be built ({reason}); "auto" uses the fused path instead '
             f"for the rest of this process. Select backend={path!r} explicitly to see the full error.",
             RuntimeWarning,
             stacklevel=4,
@@ -121,12 +121,7 @@ def _has_triton_math(op: ElementwiseOp) -> bool:
 
 
 def _triton_usable(op: ElementwiseOp, x: Tensor) -> bool:
-    return (
-        "triton" not in _disabled
-        and x.dtype in TRITON_DTYPES
-        and _triton_installed_now()
-        and _has_triton_math(op)
-    )
+    return "triton" not in _disabled and x.dtype in TRITON_DTYPES and _triton_installed_now() and _has_triton_math(op)
 
 
 def _check_triton_request(op: ElementwiseOp | str, x: Tensor) -> None:
