@@ -113,7 +113,7 @@ def hat_basis(cells: int) -> np.ndarray:
     return N
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _basis_factors(cells: int) -> tuple[np.ndarray, np.ndarray]:
     N = hat_basis(cells)
     Q, R = np.linalg.qr(N)
@@ -326,11 +326,17 @@ def integrate(
     w_left, w_right = a_all * left + b_all, a_all * right + b_all
     step = torch.full_like(w_left, h)
     tau_right, d_right = _hit_time(
-        step, w_left, a_all, (w_left > 0) & (w_right > 0) & (cell_index < cells - 1),
+        step,
+        w_left,
+        a_all,
+        (w_left > 0) & (w_right > 0) & (cell_index < cells - 1),
         *((jac_a * left.unsqueeze(-1) + jac_b, jac_a) if tangents else ()),
     )
     tau_left, d_left = _hit_time(
-        -step, w_right, a_all, (w_left < 0) & (w_right < 0) & (cell_index > 0),
+        -step,
+        w_right,
+        a_all,
+        (w_left < 0) & (w_right < 0) & (cell_index > 0),
         *((jac_a * right.unsqueeze(-1) + jac_b, jac_a) if tangents else ()),
     )
 
@@ -394,7 +400,9 @@ def integrate(
         pad = (0, 0, 1, 0)
         prefix_right = torch.nn.functional.pad(d_right.cumsum(1), pad)  # [k] = Σ_{c<k} dτ_c
         prefix_left = torch.nn.functional.pad(d_left.cumsum(1), pad)
-        cells_right = _take_rows(prefix_right, last.clamp(0, cells)) - _take_rows(prefix_right, (c0 + 1).clamp(0, cells))
+        cells_right = _take_rows(prefix_right, last.clamp(0, cells)) - _take_rows(
+            prefix_right, (c0 + 1).clamp(0, cells)
+        )
         cells_left = _take_rows(prefix_left, c0) - _take_rows(prefix_left, (last + 1).clamp(0, cells))
         d_used = dt0 + torch.where(rightward.unsqueeze(-1), cells_right, cells_left)
         dt = torch.where(crossed.unsqueeze(-1), -d_used, torch.zeros_like(d_used))
