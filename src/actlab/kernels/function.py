@@ -54,7 +54,7 @@ def _make(op: ElementwiseOp) -> type:
                 y = engine.forward(op, layout, layout.view(x), layout.params(params, compute_dtype(x.dtype)))
             return layout.restore(y)
 
-        return _run(engine, strict, kernel, lambda: forward_value(op.forward, x, params))
+        return _run(engine, strict, kernel, lambda: forward_value(op.fused_value, x, params))
 
     def setup_context(ctx, inputs, output) -> None:
         engine, strict, *tensors = inputs
