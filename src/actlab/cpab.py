@@ -265,6 +265,12 @@ def _take_rows(table: Tensor, index: Tensor) -> Tensor:
     return table.gather(1, index.unsqueeze(-1).expand(-1, -1, table.shape[-1]))
 
 
+def _select(condition: Tensor, if_true: Tensor, if_false: Tensor) -> Tensor:
+    """``torch.where`` for boolean operands, in logical ops: ONNX Runtime has no Where kernel for
+    booleans, and exported DiTAC models must run there."""
+    return (condition & if_true) | (~condition & if_false)
+
+
 def integrate(
     u: Tensor,
     slopes: Tensor,
@@ -350,7 +356,7 @@ def integrate(
     v0 = torch.where(end, a0 * (u - u.detach()), a0 * u + b0)
     rightward, leftward = v0 > 0, v0 < 0
     edge = (c0 + rightward.long()).to(dtype) * h
-    interior = torch.where(rightward, c0 < cells - 1, c0 > 0)
+    interior = _select(rightward, c0 < cells - 1, c0 > 0)
     can_leave = (v0 != 0) & (v0 * (a0 * edge + b0) > 0) & interior
     if tangents:
         da0, db0 = jac_a[c0], jac_b[c0]
@@ -364,7 +370,7 @@ def integrate(
     after = torch.where(k > start, tau_right.unsqueeze(1), zero).cumsum(-1)
     before = torch.where(k < start, tau_left.unsqueeze(1), zero).flip(-1).cumsum(-1).flip(-1)
     arrival = t0.unsqueeze(-1) + torch.where(rightward.unsqueeze(-1), after, before)
-    reached = (arrival < 1) & torch.where(rightward.unsqueeze(-1), k >= start, k <= start)
+    reached = (arrival < 1) & _select(rightward.unsqueeze(-1), k >= start, k <= start)
     crossings = reached.sum(-1) * (rightward | leftward)
     crossed = crossings > 0
     last = torch.where(rightward, c0 + crossings, c0 - crossings)

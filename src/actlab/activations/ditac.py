@@ -224,8 +224,13 @@ def grid_tables(
     D is differentiable with respect to θ (analytic Jacobian); T' is not (and is
     None unless ``with_slope``).
     """
-    needs_grad = torch.is_grad_enabled() and theta.requires_grad
-    displacement, slope, _ = _grid_tables_op(theta, vertex_map, size, with_slope, needs_grad)
+    if torch.compiler.is_exporting():
+        # Exported programs must hold standard operators only (ONNX has no actlab op): the
+        # tables are then computed by the plain ops the custom op wraps.
+        displacement, slope, _ = _on_grid(theta, vertex_map, size, slope=with_slope)
+    else:
+        needs_grad = torch.is_grad_enabled() and theta.requires_grad
+        displacement, slope, _ = _grid_tables_op(theta, vertex_map, size, with_slope, needs_grad)
     return displacement.to(dtype), slope.detach().to(dtype) if with_slope else None
 
 

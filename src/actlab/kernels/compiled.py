@@ -1,7 +1,7 @@
 """Inductor kernels of the fused math: the ``"compiled"`` backend.
 
 The kernels are ``torch.compile`` of the very functions the eager fused path
-runs — :func:`actlab.elementwise.forward_value` (the op's ``forward`` with the
+runs — :func:`actlab.elementwise.forward_value` (the op's ``fused_value`` with the
 dtype handling) and :func:`actlab.elementwise.backward_grads` (``grad ·
 derivatives`` with the ``sum_to_size`` parameter reductions) — so there is one
 source of truth for the math. Inductor turns each into a single loop: C++/OpenMP
@@ -101,7 +101,7 @@ def _inductor(gm: torch.fx.GraphModule, example_inputs):
 
 
 def _make_forward(op: ElementwiseOp) -> Callable:
-    value_fn = op.forward
+    value_fn = op.fused_value
 
     def kernel(x: Tensor, *params: Tensor) -> Tensor:
         return forward_value(value_fn, x, params)

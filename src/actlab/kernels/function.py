@@ -42,7 +42,7 @@ def _make(op: ElementwiseOp) -> type:
                 y = engine.forward(op, layout, layout.view(x), layout.params(params, compute_dtype(x.dtype)))
             return layout.restore(y)
 
-        return dispatch.guarded(engine.NAME, strict, kernel, lambda: forward_value(op.forward, x, params))
+        return dispatch.guarded(engine.NAME, strict, kernel, lambda: forward_value(op.fused_value, x, params))
 
     def setup_context(ctx, inputs, output) -> None:
         engine, strict, *tensors = inputs
