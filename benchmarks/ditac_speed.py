@@ -1,19 +1,25 @@
 """Forward + backward time of DiTAC against native GELU on the same tensor, as ratios from one run.
 
 Paths timed (θ drawn from the prior, ``init="prior"``; regulariser not included; the
-released-code gradient quirk is not reproduced):
+released-code gradient quirk is not reproduced), each as ``<mode>/<backend>``:
 
-- ``lut-linear``: the default, table + linear interpolation (custom autograd Function);
+- ``lut-linear``: the default, table + linear interpolation;
 - ``lut-nearest``: the released code's nearest-grid table with straight-through backward;
 - ``exact``: closed-form integration of every input, analytic backward;
+- backends: ``auto`` (the default: the compiled kernels at or above
+  ``actlab.kernels.dispatch.COMPILE_THRESHOLD`` elements on CPU, else eager),
+  ``fused`` (the eager custom autograd Function), ``compiled`` (inductor, one loop per
+  direction) and ``reference`` (plain autograd; fewer repeats);
 - ``gelu``: ``torch.nn.functional.gelu`` (native kernel), the reference of every ratio.
 
-Each repeat times all candidates in turn, so machine load affects them alike; the
-median over repeats is reported. Forward-only (``torch.no_grad``, eval mode: the
-table is cached) is timed as well. The goal for ``lut-linear`` is a ratio below 2 at
-2^22 elements.
+Each repeat times all candidates in turn (round-robin), so machine load affects them
+alike; the median over repeats is reported. Forward-only (``torch.no_grad``, eval mode:
+the table is cached) is timed as well. The first call of each path (for ``auto`` and
+``compiled`` at this size: the inductor compile, cold when ``TORCHINDUCTOR_CACHE_DIR`` is
+empty) is reported separately. The goal for ``lut-linear`` is a ratio below 2 at 2^22
+elements.
 
-    python benchmarks/ditac_speed.py                       # 2^22 float32 on CPU (and CUDA if present)
+    python benchmarks/ditac_speed.py --threads 1            # 2^22 float32 on CPU (and CUDA if present)
     python benchmarks/ditac_speed.py --log2-size 20 --threads 1 --json out.json
 """
 
@@ -29,12 +35,15 @@ import torch
 import torch.nn.functional as F
 
 import actlab
+from actlab.kernels import dispatch
 
-PATHS = {
+MODES = {
     "lut-linear": dict(mode="lut", lut_interp="linear"),
     "lut-nearest": dict(mode="lut", lut_interp="nearest"),
-    "exact": dict(mode="exact"),
 }
+LUT_BACKENDS = ("auto", "fused", "compiled", "reference")
+#: paths timed only ``--slow-repeats`` times (they are many times slower)
+SLOW = ("exact/auto", "lut-linear/reference", "lut-nearest/reference")
 
 
 def _sync(device: torch.device) -> None:
@@ -50,13 +59,22 @@ def _time(fn, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def bench(device: torch.device, size: int, repeats: int, exact_repeats: int) -> dict:
+def _modules(device: torch.device, backends: tuple[str, ...]) -> dict:
+    modules = {"gelu": F.gelu}
+    for mode, kw in MODES.items():
+        for backend in backends:
+            module = actlab.DiTAC(**kw, device=device)
+            module.backend = None if backend == "auto" else backend
+            modules[f"{mode}/{backend}"] = module
+    modules["exact/auto"] = actlab.DiTAC(mode="exact", device=device)
+    return modules
+
+
+def bench(device: torch.device, size: int, repeats: int, slow_repeats: int, backends=LUT_BACKENDS) -> dict:
     torch.manual_seed(0)
     x = torch.randn(size, device=device)
     grad = torch.randn_like(x)
-    modules = {"gelu": F.gelu}
-    for name, kw in PATHS.items():
-        modules[name] = actlab.DiTAC(**kw, device=device)
+    modules = _modules(device, backends)
 
     def train_step(module):
         xi = x.detach().requires_grad_()
@@ -66,24 +84,24 @@ def bench(device: torch.device, size: int, repeats: int, exact_repeats: int) -> 
         with torch.no_grad():
             module(x)
 
-    results = {name: {"fwd_bwd": [], "fwd": []} for name in modules}
-    for name, module in modules.items():  # warm-up
-        train_step(module)
-        if isinstance(module, torch.nn.Module):
-            module.eval()
-        eval_step(module)
-        if isinstance(module, torch.nn.Module):
+    def timed(name, module, fn, kind):
+        is_module = isinstance(module, torch.nn.Module)
+        if is_module:
+            module.train(kind == "fwd_bwd")
+        results[name][kind].append(_time(lambda: fn(module), device))
+        if is_module:
             module.train()
+
+    results = {name: {"fwd_bwd": [], "fwd": []} for name in modules}
+    first_call = {}
+    for name, module in modules.items():  # warm-up: compiles where the path compiles
+        first_call[name] = _time(lambda: train_step(module), device) + _time(lambda: eval_step(module), device)
     for r in range(repeats):
         for name, module in modules.items():
-            if name == "exact" and r >= exact_repeats:
+            if name in SLOW and r >= slow_repeats:
                 continue
-            results[name]["fwd_bwd"].append(_time(lambda: train_step(module), device))
-            if isinstance(module, torch.nn.Module):
-                module.eval()
-            results[name]["fwd"].append(_time(lambda: eval_step(module), device))
-            if isinstance(module, torch.nn.Module):
-                module.train()
+            timed(name, module, train_step, "fwd_bwd")
+            timed(name, module, eval_step, "fwd")
     medians = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in results.items()}
     base = medians["gelu"]
     return {
@@ -92,6 +110,7 @@ def bench(device: torch.device, size: int, repeats: int, exact_repeats: int) -> 
             "fwd_ms": 1e3 * m["fwd"],
             "fwd_bwd_ratio": m["fwd_bwd"] / base["fwd_bwd"],
             "fwd_ratio": m["fwd"] / base["fwd"],
+            "first_call_s": first_call[name],
             "repeats": len(results[name]["fwd_bwd"]),
         }
         for name, m in medians.items()
@@ -102,7 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--log2-size", type=int, default=22, help="number of elements is 2^N (default 22)")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--exact-repeats", type=int, default=3, help="repeats for the (slow) exact mode")
+    parser.add_argument("--slow-repeats", type=int, default=3, help="repeats for the exact mode and the references")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--device", action="append", help="cpu and/or cuda (default: cpu, plus cuda if available)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
@@ -116,6 +135,7 @@ def main() -> None:
         "dtype": "float32",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "compile_threshold": dispatch.COMPILE_THRESHOLD,
         "machine": platform.processor() or platform.machine(),
         "init": "prior",
         "released_gradient_quirk": False,
@@ -125,13 +145,14 @@ def main() -> None:
         device = torch.device(name)
         if device.type == "cuda":
             report["cuda_device"] = torch.cuda.get_device_name(device)
-        results = bench(device, size, args.repeats, args.exact_repeats)
+        results = bench(device, size, args.repeats, args.slow_repeats)
         report["results"][name] = results
         print(f"\n{name}: 2^{args.log2_size} float32 elements, {torch.get_num_threads()} threads, ratios to F.gelu")
-        print(f"{'path':<12} {'fwd+bwd ms':>11} {'ratio':>7} {'fwd (eval) ms':>14} {'ratio':>7}")
+        print(f"{'path':<22} {'fwd+bwd ms':>11} {'ratio':>7} {'fwd (eval) ms':>14} {'ratio':>7} {'first call s':>13}")
         for path, r in results.items():
             print(
-                f"{path:<12} {r['fwd_bwd_ms']:>11.1f} {r['fwd_bwd_ratio']:>7.2f} {r['fwd_ms']:>14.1f} {r['fwd_ratio']:>7.2f}"
+                f"{path:<22} {r['fwd_bwd_ms']:>11.1f} {r['fwd_bwd_ratio']:>7.2f} {r['fwd_ms']:>14.1f} "
+                f"{r['fwd_ratio']:>7.2f} {r['first_call_s']:>13.2f}"
             )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

@@ -150,6 +150,7 @@ def test_transformation_is_an_increasing_bijection_of_the_unit_interval(cells):
 
 def _away_from_kinks(u: torch.Tensor, T: torch.Tensor, cells: int, gap: float) -> torch.Tensor:
     """T' has kinks where u or T(u) is a vertex; finite differences straddling one are O(step) off."""
+
     def far(p):
         return ((p * cells - (p * cells).round()).abs() / cells) > gap
 
@@ -205,7 +206,9 @@ def test_integrate_gradcheck():
     g = torch.Generator().manual_seed(5)
     slopes, intercepts = _field(_prior_theta(10, 2, g, scale=2.0))
     # Points away from the vertices (where T is only C¹).
-    u = ((torch.randint(0, 10, (2, 12), generator=g) + 0.2 + 0.6 * torch.rand(2, 12, generator=g, dtype=torch.float64)) / 10)
+    u = (
+        torch.randint(0, 10, (2, 12), generator=g) + 0.2 + 0.6 * torch.rand(2, 12, generator=g, dtype=torch.float64)
+    ) / 10
     inputs = (u.requires_grad_(), slopes.clone().requires_grad_(), intercepts.clone().requires_grad_())
     assert torch.autograd.gradcheck(lambda *t: cpab.integrate(*t).value, inputs)
 
@@ -264,7 +267,9 @@ def test_prior_and_regulariser_do_not_depend_on_the_basis(cells):
     N = _svd_null_space(cpab.constraint_matrix(cells))
     B = cpab.null_space_basis(cells)
     sigma = _kernel_prior(cells, 3.0, 2.0)
-    np.testing.assert_allclose(B @ cpab.prior_covariance(cells, 3.0, 2.0) @ B.T, N @ (N.T @ sigma @ N) @ N.T, atol=1e-10)
+    np.testing.assert_allclose(
+        B @ cpab.prior_covariance(cells, 3.0, 2.0) @ B.T, N @ (N.T @ sigma @ N) @ N.T, atol=1e-10
+    )
     K = _kernel_regulariser(cells, 5.0, 1.0)
     P_svd = np.linalg.inv(N.T @ K @ N + np.finfo(np.float32).eps * np.eye(cells - 1))
     field = N @ np.random.default_rng(0).normal(size=cells - 1)

@@ -20,3 +20,4 @@ def test_readme_starts_with_the_two_commands():
     lines = [line for line in README.read_text(encoding="utf-8").splitlines() if line.strip()]
     commands = [line for line in lines[:8] if line.startswith("./scripts/setup.sh")]
     assert len(commands) == 2 and commands[1].endswith("-m pytest")
+    assert commands[0].endswith("actlab compare"), "the main job is the lab's comparison on the default dataset"

@@ -21,7 +21,7 @@ from actlab.elementwise import apply, backward_grads, forward_value
 from actlab.kernels import dispatch
 from actlab.kernels.layout import plan
 
-from .fastpath_cases import ELEMENTWISE, LAYOUTS, compare, make_input, op_and_params, run, saved_input_sized
+from .fastpath_cases import ELEMENTWISE, LAYOUTS, SPECIALS, compare, make_input, op_and_params, run, saved_input_sized
 
 CUDA = torch.cuda.is_available()
 
@@ -168,6 +168,26 @@ def test_layout_expands_scalar_parameters_next_to_per_channel_ones_and_sums_thei
     assert layout.param_grad(grad, per_channel).shape == per_channel.shape
 
 
+# -- the fast value formulas ---------------------------------------------------------------------
+
+#: ops whose fused paths compute the value with a cheaper formula than the reference's
+WITH_VALUE = [n for n in ELEMENTWISE if actlab.create(n).op.value is not None]
+
+
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float64))
+@pytest.mark.parametrize("name", WITH_VALUE)
+def test_value_formula_matches_reference_over_the_float_range(name, dtype):
+    """``op.value`` equals the reference ``op.forward`` at every magnitude, special values included."""
+    op, params = op_and_params(name, None, dtype)
+    finfo = torch.finfo(dtype)
+    magnitudes = torch.logspace(math.log10(finfo.tiny), math.log10(finfo.max), 1201, dtype=torch.float64)
+    x = torch.cat(
+        [-magnitudes, magnitudes, torch.linspace(-12, 12, 2401, dtype=torch.float64), torch.tensor(SPECIALS)]
+    ).to(dtype)
+    tol = {"rtol": 2e-6, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-14}
+    torch.testing.assert_close(op.value(x, *params), op.forward(x, *params), equal_nan=True, **tol)
+
+
 # -- the kernel Function, for every op, through an uncompiled engine ------------------------------------
 
 
@@ -179,7 +199,7 @@ class EagerEngine(types.SimpleNamespace):
     @staticmethod
     def forward(op, layout, x, params):
         assert x.is_contiguous() and tuple(x.shape) == layout.shape
-        return forward_value(op.forward, x, params)
+        return forward_value(op.fused_value, x, params)
 
     @staticmethod
     def backward(op, layout, x, grad, params, needs):

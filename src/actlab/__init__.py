@@ -8,6 +8,8 @@ Quick start::
     y = actlab.functional.serf(x)
     actlab.list_activations(trainable=True)
     actlab.info("zorro").provenance
+    report = actlab.replace_activations(model, "srs", per_channel=True, example_input=x)
+    opt = torch.optim.AdamW(actlab.param_groups(model, weight_decay=0.05), lr=1e-3)
 """
 
 from . import cpab, functional
@@ -36,6 +38,8 @@ from .activations import (
 )
 from .backend import get_backend, set_backend
 from .base import Activation, ParametricActivation
+from .callsites import FunctionalCall, find_functional_activations
+from .checkpoint import load_state_dict, saved_activations
 from .fitting import fit
 from .inspection import (
     InputHistogram,
@@ -46,13 +50,16 @@ from .inspection import (
     properties,
     record_inputs,
 )
+from .optim import param_groups
 from .plotting import animate_evolution, plot, plot_evolution, plot_sites
 from .registry import ActivationInfo, ParameterInfo, create, info, list_activations, register
 from .sites import activation_parameters, activation_sites, is_activation
+from .surgery import ReplacedSite, ReplacementReport, replace_activations
 
 __all__ = [
     "__version__",
     "functional",
+    "cpab",
     "create",
     "info",
     "list_activations",
@@ -66,6 +73,14 @@ __all__ = [
     "activation_sites",
     "activation_parameters",
     "is_activation",
+    "replace_activations",
+    "ReplacementReport",
+    "ReplacedSite",
+    "find_functional_activations",
+    "FunctionalCall",
+    "param_groups",
+    "load_state_dict",
+    "saved_activations",
     "inspect",
     "SiteReport",
     "record_inputs",

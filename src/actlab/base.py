@@ -145,6 +145,30 @@ class Activation(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return apply(self.op, x, (), backend=self._backend)
 
+    # -- checkpoints ------------------------------------------------------------------------
+    # The state_dict records which activation wrote it, so that loading it into a
+    # model with another activation at this site fails with a message naming both
+    # (APA and AGLU, say, have the same parameter names and shapes and would
+    # otherwise load into each other silently). The logic is in actlab.checkpoint,
+    # imported on use because it builds on actlab.sites, which imports this module.
+    def get_extra_state(self) -> Tensor:
+        from .checkpoint import activation_record
+
+        return activation_record(self)
+
+    def set_extra_state(self, state: Any) -> None:
+        """The record is checked in :meth:`_load_from_state_dict`, where the site's name is known."""
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:
+        from .checkpoint import check_record
+
+        check_record(self, state_dict, prefix, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
 
 class ParametricActivation(Activation):
     """Base for activations with parameters (see the module docstring).

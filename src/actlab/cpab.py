@@ -113,7 +113,7 @@ def hat_basis(cells: int) -> np.ndarray:
     return N
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _basis_factors(cells: int) -> tuple[np.ndarray, np.ndarray]:
     N = hat_basis(cells)
     Q, R = np.linalg.qr(N)
@@ -265,6 +265,12 @@ def _take_rows(table: Tensor, index: Tensor) -> Tensor:
     return table.gather(1, index.unsqueeze(-1).expand(-1, -1, table.shape[-1]))
 
 
+def _select(condition: Tensor, if_true: Tensor, if_false: Tensor) -> Tensor:
+    """``torch.where`` for boolean operands, in logical ops: ONNX Runtime has no Where kernel for
+    booleans, and exported DiTAC models must run there."""
+    return (condition & if_true) | (~condition & if_false)
+
+
 def integrate(
     u: Tensor,
     slopes: Tensor,
@@ -326,11 +332,17 @@ def integrate(
     w_left, w_right = a_all * left + b_all, a_all * right + b_all
     step = torch.full_like(w_left, h)
     tau_right, d_right = _hit_time(
-        step, w_left, a_all, (w_left > 0) & (w_right > 0) & (cell_index < cells - 1),
+        step,
+        w_left,
+        a_all,
+        (w_left > 0) & (w_right > 0) & (cell_index < cells - 1),
         *((jac_a * left.unsqueeze(-1) + jac_b, jac_a) if tangents else ()),
     )
     tau_left, d_left = _hit_time(
-        -step, w_right, a_all, (w_left < 0) & (w_right < 0) & (cell_index > 0),
+        -step,
+        w_right,
+        a_all,
+        (w_left < 0) & (w_right < 0) & (cell_index > 0),
         *((jac_a * right.unsqueeze(-1) + jac_b, jac_a) if tangents else ()),
     )
 
@@ -344,7 +356,7 @@ def integrate(
     v0 = torch.where(end, a0 * (u - u.detach()), a0 * u + b0)
     rightward, leftward = v0 > 0, v0 < 0
     edge = (c0 + rightward.long()).to(dtype) * h
-    interior = torch.where(rightward, c0 < cells - 1, c0 > 0)
+    interior = _select(rightward, c0 < cells - 1, c0 > 0)
     can_leave = (v0 != 0) & (v0 * (a0 * edge + b0) > 0) & interior
     if tangents:
         da0, db0 = jac_a[c0], jac_b[c0]
@@ -358,7 +370,7 @@ def integrate(
     after = torch.where(k > start, tau_right.unsqueeze(1), zero).cumsum(-1)
     before = torch.where(k < start, tau_left.unsqueeze(1), zero).flip(-1).cumsum(-1).flip(-1)
     arrival = t0.unsqueeze(-1) + torch.where(rightward.unsqueeze(-1), after, before)
-    reached = (arrival < 1) & torch.where(rightward.unsqueeze(-1), k >= start, k <= start)
+    reached = (arrival < 1) & _select(rightward.unsqueeze(-1), k >= start, k <= start)
     crossings = reached.sum(-1) * (rightward | leftward)
     crossed = crossings > 0
     last = torch.where(rightward, c0 + crossings, c0 - crossings)
@@ -394,7 +406,9 @@ def integrate(
         pad = (0, 0, 1, 0)
         prefix_right = torch.nn.functional.pad(d_right.cumsum(1), pad)  # [k] = Σ_{c<k} dτ_c
         prefix_left = torch.nn.functional.pad(d_left.cumsum(1), pad)
-        cells_right = _take_rows(prefix_right, last.clamp(0, cells)) - _take_rows(prefix_right, (c0 + 1).clamp(0, cells))
+        cells_right = _take_rows(prefix_right, last.clamp(0, cells)) - _take_rows(
+            prefix_right, (c0 + 1).clamp(0, cells)
+        )
         cells_left = _take_rows(prefix_left, c0) - _take_rows(prefix_left, (last + 1).clamp(0, cells))
         d_used = dt0 + torch.where(rightward.unsqueeze(-1), cells_right, cells_left)
         dt = torch.where(crossed.unsqueeze(-1), -d_used, torch.zeros_like(d_used))

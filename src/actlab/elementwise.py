@@ -6,11 +6,16 @@ An activation family describes its math once, as an :class:`ElementwiseOp`:
     the value, written in PyTorch ops so that autograd through it is exact and
     finite (this is the *reference*: the truth every fast path is tested against);
 ``derivatives(x, *params)``
-    the closed-form partial derivatives ``(dy/dx, dy/dp_1, ...)``, elementwise.
+    the closed-form partial derivatives ``(dy/dx, dy/dp_1, ...)``, elementwise;
+``value(x, *params)`` (optional)
+    a cheaper formula for the value alone, for the paths that never
+    differentiate it (the reference must keep each autograd branch finite, which
+    can cost extra transcendentals; the value alone often needs fewer).
 
 From these two, this module builds the paths that :func:`apply` chooses from:
 the reference (autograd through ``forward``) and a fused
-``torch.autograd.Function`` that saves only ``x`` and the parameters and
+``torch.autograd.Function`` that computes :attr:`ElementwiseOp.fused_value`
+(``value``, else ``forward``), saves only ``x`` and the parameters and
 recomputes the derivatives in backward, reducing the parameter gradients to the
 parameters' (shared or per-channel) shape with ``sum_to_size``. The faster
 kernels of :mod:`actlab.kernels` (inductor-compiled and Triton) are built from
@@ -51,10 +56,16 @@ class ElementwiseOp:
     param_names: tuple[str, ...]
     forward: Callable[..., Tensor]
     derivatives: Callable[..., Sequence[Tensor]]
+    value: Callable[..., Tensor] | None = None
     function: type = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "function", _make_fused_function(self))
+
+    @property
+    def fused_value(self) -> Callable[..., Tensor]:
+        """The value formula of every path except the reference: ``value`` if given, else ``forward``."""
+        return self.forward if self.value is None else self.value
 
 
 def _cast(ts: Sequence[Tensor], dtype: torch.dtype) -> list[Tensor]:
@@ -88,7 +99,7 @@ def backward_grads(derivatives: Callable, x: Tensor, params: Sequence[Tensor], g
 
 
 def _make_fused_function(op: ElementwiseOp) -> type:
-    value_fn, derivatives_fn = op.forward, op.derivatives
+    value_fn, derivatives_fn = op.fused_value, op.derivatives
 
     def forward(x: Tensor, *params: Tensor) -> Tensor:
         return forward_value(value_fn, x, params)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._math import softplus
+from .._math import softplus, softplus_and_sigmoid
 from ..base import Param, ParametricActivation, Positive, Real, check_numbers
 from ..elementwise import ElementwiseOp, ParamLike, apply
 from ..registry import register
@@ -33,15 +33,19 @@ __all__ = ["apa", "aglu", "APA", "AGLU", "APA_OP", "AGLU_OP"]
 _KZ_LIMIT = 1e30
 
 
-def _log_apa(z: Tensor, lam: Tensor, kappa: Tensor) -> tuple[Tensor, Tensor]:
-    u = (kappa * z).clamp(-_KZ_LIMIT, _KZ_LIMIT) - torch.log(lam)
-    return -softplus(-u) / lam, u
+def _exponent(z: Tensor, lam: Tensor, kappa: Tensor) -> Tensor:
+    """u = κz - ln λ, with κz clamped (see the module docstring)."""
+    return (kappa * z).clamp(-_KZ_LIMIT, _KZ_LIMIT) - torch.log(lam)
+
+
+def _log_apa(z: Tensor, lam: Tensor, kappa: Tensor) -> Tensor:
+    return -softplus(-_exponent(z, lam, kappa)) / lam
 
 
 def _apa_partials(z: Tensor, lam: Tensor, kappa: Tensor):
-    log_p, u = _log_apa(z, lam, kappa)
+    sp, s = softplus_and_sigmoid(-_exponent(z, lam, kappa))
+    log_p = -sp / lam
     p = torch.exp(log_p)
-    s = torch.sigmoid(-u)
     # softplus(-u)·p = -λ·ln(p)·p stays finite where softplus(-u) is huge and p = 0.
     sp_p = -lam * log_p * p
     dp_dz = p * kappa * s / lam
@@ -51,7 +55,7 @@ def _apa_partials(z: Tensor, lam: Tensor, kappa: Tensor):
 
 
 def _apa_forward(z, lam, kappa):
-    return torch.exp(_log_apa(z, lam, kappa)[0])
+    return torch.exp(_log_apa(z, lam, kappa))
 
 
 def _apa_derivatives(z, lam, kappa):

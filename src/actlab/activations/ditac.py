@@ -30,13 +30,15 @@ Three evaluation paths:
 Every path saves only the input (and tables of size ``lut_size`` per θ row) for
 backward, and supports double backward (through the autograd reference
 expressions). ``backend="reference"`` evaluates the same functions with plain
-autograd-differentiable ops instead of the custom autograd Functions.
+autograd-differentiable ops instead of the custom autograd Functions. The LUT
+Functions run either eager blocks (``"fused"``) or compiled kernels
+(``"compiled"``: one inductor loop per direction, chosen by ``"auto"`` for large
+inputs under the rule of :mod:`actlab.kernels.dispatch`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -44,6 +46,7 @@ from torch import Tensor, nn
 from .. import cpab
 from ..backend import get_backend
 from ..base import Activation
+from ..kernels import dispatch
 from ..registry import ParameterInfo, register
 
 __all__ = ["ditac", "DiTAC", "MODES", "LUT_INTERPOLATIONS", "INITS"]
@@ -109,7 +112,7 @@ def _reference_grads(reference, inputs: tuple, args: tuple, needs: tuple, grad: 
     return tuple(next(grads) if need else None for need in needs)
 
 
-def _channel_offsets(x: Tensor, channels: int, stride: int, channel_dim: int) -> Optional[Tensor]:
+def _channel_offsets(x: Tensor, channels: int, stride: int, channel_dim: int) -> Tensor | None:
     """Per-element offset c·stride of the row of channel c in a flattened (C, stride) table (int32)."""
     if channels == 1:
         return None
@@ -163,11 +166,17 @@ def _on_grid(theta: Tensor, vertex_map: Tensor, size: int, *, slope: bool = Fals
 # work that is negligible), and the op still has a fake implementation and an
 # autograd formula, so graphs that use it trace without breaks.
 @torch.library.custom_op("actlab::ditac_grid_tables", mutates_args=())
-def _grid_tables_op(theta: Tensor, vertex_map: Tensor, size: int, slope: bool, jacobian: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _grid_tables_op(
+    theta: Tensor, vertex_map: Tensor, size: int, slope: bool, jacobian: bool
+) -> tuple[Tensor, Tensor, Tensor]:
     """(D, T' or empty, dD/dθ or empty) on the grid, in the table dtype."""
     displacement, derivative, jac = _on_grid(theta, vertex_map, size, slope=slope, jacobian=jacobian)
     # Distinct empty tensors: a custom op's outputs must not alias each other.
-    return displacement, derivative if slope else displacement.new_empty(0), jac if jacobian else displacement.new_empty(0)
+    return (
+        displacement,
+        derivative if slope else displacement.new_empty(0),
+        jac if jacobian else displacement.new_empty(0),
+    )
 
 
 @_grid_tables_op.register_fake
@@ -192,7 +201,9 @@ def _grid_tables_backward(ctx, grad_displacement: Tensor, _grad_slope, _grad_jac
         (grad_theta,) = _reference_grads(_displacement, (theta,), (vertex_map, ctx.size), (True,), grad_displacement)
         return grad_theta, None, None, None, None
     if jac.numel() == 0:
-        raise RuntimeError("ditac_grid_tables: the Jacobian was not computed (jacobian=False) but a gradient reached it")
+        raise RuntimeError(
+            "ditac_grid_tables: the Jacobian was not computed (jacobian=False) but a gradient reached it"
+        )
     # Multiply-and-sum, not einsum: autocast would run a matmul in half precision.
     grad_theta = (grad_displacement.to(jac.dtype).unsqueeze(-1) * jac).sum(-2)
     return grad_theta.to(theta.dtype), None, None, None, None
@@ -207,14 +218,19 @@ def _displacement(theta: Tensor, vertex_map: Tensor, size: int) -> Tensor:
 
 def grid_tables(
     theta: Tensor, vertex_map: Tensor, size: int, dtype: torch.dtype, with_slope: bool = True
-) -> tuple[Tensor, Optional[Tensor]]:
+) -> tuple[Tensor, Tensor | None]:
     """(D, T') on ``size`` grid points for each θ row, as ``dtype`` tensors of shape (C, size).
 
     D is differentiable with respect to θ (analytic Jacobian); T' is not (and is
     None unless ``with_slope``).
     """
-    needs_grad = torch.is_grad_enabled() and theta.requires_grad
-    displacement, slope, _ = _grid_tables_op(theta, vertex_map, size, with_slope, needs_grad)
+    if torch.compiler.is_exporting():
+        # Exported programs must hold standard operators only (ONNX has no actlab op): the
+        # tables are then computed by the plain ops the custom op wraps.
+        displacement, slope, _ = _on_grid(theta, vertex_map, size, slope=with_slope)
+    else:
+        needs_grad = torch.is_grad_enabled() and theta.requires_grad
+        displacement, slope, _ = _grid_tables_op(theta, vertex_map, size, with_slope, needs_grad)
     return displacement.to(dtype), slope.detach().to(dtype) if with_slope else None
 
 
@@ -245,15 +261,19 @@ def _coordinate(x: Tensor, lo: float, hi: float, size: int, *, padded: bool, inp
     s = x * scale
     if inplace:
         return s.add_(shift).clamp_(0, top).nan_to_num_(0.0)
-    return (s + shift).clamp(0, top).nan_to_num(0.0)
+    # Two selects instead of clamp + nan_to_num: NaN fails both tests and lands on 0,
+    # and inductor vectorises selects but not nan_to_num (the compiled kernels use this).
+    s = s + shift
+    s = torch.where(s > 0, s, 0.0)
+    return torch.where(s < top, s, float(top))
 
 
-def _flat_offsets(offsets: Optional[Tensor], x: Tensor) -> Optional[Tensor]:
+def _flat_offsets(offsets: Tensor | None, x: Tensor) -> Tensor | None:
     """The per-channel row offsets for every element of x, flattened (None when θ is shared)."""
     return None if offsets is None else offsets.expand(x.shape).reshape(-1)
 
 
-def _index(position: Tensor, offsets: Optional[Tensor], block: slice) -> Tensor:
+def _index(position: Tensor, offsets: Tensor | None, block: slice) -> Tensor:
     """int32 table index (the floor: positions are >= 0), plus the channel row offset."""
     index = position.detach().to(torch.int32).reshape(-1)
     return index if offsets is None else index.add_(offsets[block])
@@ -273,7 +293,7 @@ def _padded(table: Tensor) -> tuple[Tensor, Tensor]:
     return values, steps
 
 
-def _linear_reference(x: Tensor, table: Tensor, lo: float, hi: float, offsets: Optional[Tensor]) -> Tensor:
+def _linear_reference(x: Tensor, table: Tensor, lo: float, hi: float, offsets: Tensor | None) -> Tensor:
     """The linear-LUT DiTAC in autograd-differentiable ops: the definition :class:`_LinearLUT` implements."""
     values, steps = (t.reshape(-1) for t in _padded(table))
     s = _coordinate(x, lo, hi, table.shape[-1], padded=True)
@@ -283,64 +303,90 @@ def _linear_reference(x: Tensor, table: Tensor, lo: float, hi: float, offsets: O
     return torch.nn.functional.gelu(x) + value + w * step
 
 
+def _linear_forward(x: Tensor, table: Tensor, lo: float, hi: float, offsets: Tensor | None) -> Tensor:
+    """Eager forward, block by block and in place (the ``"fused"`` path)."""
+    size = table.shape[-1]
+    values, steps = (t.reshape(-1) for t in _padded(table))
+    flat, offs = x.reshape(-1), _flat_offsets(offsets, x)
+    out = torch.empty_like(flat)
+    for block in _blocks(flat.numel(), x.device):
+        xb = flat[block]
+        s = _coordinate(xb, lo, hi, size, padded=True, inplace=True)
+        index = _index(s, offs, block)
+        correction = values.index_select(0, index).addcmul_(s.frac_(), steps.index_select(0, index))
+        torch.add(torch.nn.functional.gelu(xb), correction, out=out[block])
+    return out.view(x.shape)
+
+
+def _linear_backward(x: Tensor, grad: Tensor, table: Tensor, lo: float, hi: float, offsets: Tensor | None, needs):
+    """Eager backward: (grad_x or None, gradients of the padded values and steps, flat)."""
+    size = table.shape[-1]
+    steps = _padded(table)[1].reshape(-1)
+    flat, offs, g = x.reshape(-1), _flat_offsets(offsets, x), grad.reshape(-1)
+    grad_x = torch.empty_like(flat) if needs[0] else None
+    grad_values, grad_steps = torch.zeros_like(steps), torch.zeros_like(steps)
+    scale = (size - 1) / (hi - lo)
+    for block in _blocks(flat.numel(), x.device):
+        xb, gb = flat[block], g[block]
+        s = _coordinate(xb, lo, hi, size, padded=True, inplace=True)
+        index = _index(s, offs, block)
+        if needs[0]:
+            out = grad_x[block]
+            torch.ops.aten.gelu_backward.grad_input(gb, xb, grad_input=out)
+            out.addcmul_(gb, steps.index_select(0, index), value=scale)
+        if needs[1]:
+            grad_values.index_add_(0, index, gb)
+            grad_steps.index_add_(0, index, s.frac_().mul_(gb))
+    return (grad_x.view(x.shape) if needs[0] else None), grad_values, grad_steps
+
+
+def _linear_table_grad(grad_values: Tensor, grad_steps: Tensor, size: int) -> Tensor:
+    """The table's gradient from those of values = pad(table) and steps[k] = values[k+1] - values[k]."""
+    gv = grad_values.view(-1, size + 2)
+    gs = grad_steps.view(-1, size + 2)
+    return (gv + torch.nn.functional.pad(gs[:, :-1], (1, 0)) - gs)[:, 1:-1]
+
+
 class _LinearLUT(torch.autograd.Function):
+    """Linear-LUT DiTAC; ``path`` is ``"fused"`` (eager blocks) or ``"compiled"`` (one inductor loop per direction)."""
+
     @staticmethod
-    def forward(x: Tensor, table: Tensor, lo: float, hi: float, offsets: Optional[Tensor]) -> Tensor:
-        size = table.shape[-1]
-        values, steps = (t.reshape(-1) for t in _padded(table))
-        flat, offs = x.reshape(-1), _flat_offsets(offsets, x)
-        out = torch.empty_like(flat)
-        for block in _blocks(flat.numel(), x.device):
-            xb = flat[block]
-            s = _coordinate(xb, lo, hi, size, padded=True, inplace=True)
-            index = _index(s, offs, block)
-            correction = values.index_select(0, index).addcmul_(s.frac_(), steps.index_select(0, index))
-            torch.add(torch.nn.functional.gelu(xb), correction, out=out[block])
-        return out.view(x.shape)
+    def forward(
+        x: Tensor, table: Tensor, lo: float, hi: float, offsets: Tensor | None, path: str, strict: bool
+    ) -> Tensor:
+        eager = lambda: _linear_forward(x, table, lo, hi, offsets)
+        if path != "compiled":
+            return eager()
+        kernel = lambda: _compiled_linear_forward(x, table, lo, hi, offsets)
+        return dispatch.guarded(path, strict, kernel, eager)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
-        x, table, lo, hi, offsets = inputs
+        x, table, lo, hi, offsets, path, strict = inputs
         ctx.save_for_backward(x, table, offsets)
-        ctx.bounds = (lo, hi)
+        ctx.args = (lo, hi, path, strict)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, table, offsets = ctx.saved_tensors
-        lo, hi = ctx.bounds
+        lo, hi, path, strict = ctx.args
         needs = ctx.needs_input_grad[:2]
         if torch.is_grad_enabled():
-            return _reference_grads(_linear_reference, (x, table), (lo, hi, offsets), needs, grad) + (None,) * 3
-        size = table.shape[-1]
-        values, steps = (t.reshape(-1) for t in _padded(table))
-        flat, offs, g = x.reshape(-1), _flat_offsets(offsets, x), grad.reshape(-1)
-        grad_x = torch.empty_like(flat) if needs[0] else None
-        grad_values, grad_steps = torch.zeros_like(values), torch.zeros_like(steps)
-        scale = (size - 1) / (hi - lo)
-        for block in _blocks(flat.numel(), x.device):
-            xb, gb = flat[block], g[block]
-            s = _coordinate(xb, lo, hi, size, padded=True, inplace=True)
-            index = _index(s, offs, block)
-            if needs[0]:
-                out = grad_x[block]
-                torch.ops.aten.gelu_backward.grad_input(gb, xb, grad_input=out)
-                out.addcmul_(gb, steps.index_select(0, index), value=scale)
-            if needs[1]:
-                grad_values.index_add_(0, index, gb)
-                grad_steps.index_add_(0, index, s.frac_().mul_(gb))
-        grad_table = None
-        if needs[1]:
-            # values = pad(table) and steps[k] = values[k+1] - values[k]
-            gv = grad_values.view(-1, size + 2)
-            gs = grad_steps.view(-1, size + 2)
-            grad_table = (gv + torch.nn.functional.pad(gs[:, :-1], (1, 0)) - gs)[:, 1:-1]
-        return (grad_x.view(x.shape) if needs[0] else None), grad_table, None, None, None
+            return _reference_grads(_linear_reference, (x, table), (lo, hi, offsets), needs, grad) + (None,) * 5
+        eager = lambda: _linear_backward(x, grad, table, lo, hi, offsets, needs)
+        if path == "compiled":
+            kernel = lambda: _compiled_linear_backward(x, grad, table, lo, hi, offsets, needs)
+            grad_x, grad_values, grad_steps = dispatch.guarded(path, strict, kernel, eager)
+        else:
+            grad_x, grad_values, grad_steps = eager()
+        grad_table = _linear_table_grad(grad_values, grad_steps, table.shape[-1]) if needs[1] else None
+        return grad_x, grad_table, None, None, None, None, None
 
 
 # ---------------------------------------------------------------------------------------
 # LUT, nearest grid point with a straight-through backward (the released code's scheme)
 # ---------------------------------------------------------------------------------------
-def _nearest_image(x: Tensor, table: Tensor, lo: float, hi: float, offsets: Optional[Tensor], block: slice):
+def _nearest_image(x: Tensor, table: Tensor, lo: float, hi: float, offsets: Tensor | None, block: slice):
     """Flat index of the nearest grid point u_j and x̃ = a + (b - a)·T(u_j) (x outside [a, b])."""
     size = table.shape[-1]
     r = _coordinate(x, lo, hi, size, padded=False).round()
@@ -358,53 +404,197 @@ def _nearest_reference(x, table, slope, lo, hi, offsets) -> Tensor:
     return x_tilde * _normal_cdf(x)
 
 
+def _nearest_forward(x: Tensor, table: Tensor, lo: float, hi: float, offsets: Tensor | None) -> Tensor:
+    """Eager forward, block by block (the ``"fused"`` path)."""
+    flat, offs = x.reshape(-1), _flat_offsets(offsets, x)
+    out = torch.empty_like(flat)
+    for block in _blocks(flat.numel(), x.device):
+        xb = flat[block]
+        _, x_tilde = _nearest_image(xb, table, lo, hi, offs, block)
+        torch.mul(x_tilde, _normal_cdf(xb), out=out[block])
+    return out.view(x.shape)
+
+
+def _nearest_backward(x: Tensor, grad: Tensor, table: Tensor, slope: Tensor, lo: float, hi: float, offsets, needs):
+    """Eager backward: (grad_x or None, the table's gradient, flat)."""
+    flat, offs, g = x.reshape(-1), _flat_offsets(offsets, x), grad.reshape(-1)
+    grad_x = torch.empty_like(flat) if needs[0] else None
+    grad_table = torch.zeros_like(table).reshape(-1)
+    for block in _blocks(flat.numel(), x.device):
+        xb, gb = flat[block], g[block]
+        index, x_tilde = _nearest_image(xb, table, lo, hi, offs, block)
+        inside = _in_range(xb, lo, hi)
+        cdf, pdf = _gaussian(xb)
+        if needs[0]:
+            # Straight-through: the analytic T' at the grid point instead of the staircase's 0.
+            dx_tilde = torch.where(inside, slope.reshape(-1).index_select(0, index), torch.ones_like(xb))
+            torch.mul(gb, dx_tilde * cdf + x_tilde * pdf, out=grad_x[block])
+        if needs[1]:
+            grad_table.index_add_(0, index, torch.where(inside, gb * cdf * (hi - lo), torch.zeros_like(gb)))
+    return (grad_x.view(x.shape) if needs[0] else None), grad_table
+
+
 class _NearestLUT(torch.autograd.Function):
+    """Nearest-LUT DiTAC; ``path`` is ``"fused"`` (eager blocks) or ``"compiled"`` (one inductor loop per direction)."""
+
     @staticmethod
-    def forward(x: Tensor, table: Tensor, slope: Tensor, lo: float, hi: float, offsets: Optional[Tensor]) -> Tensor:
-        flat, offs = x.reshape(-1), _flat_offsets(offsets, x)
-        out = torch.empty_like(flat)
-        for block in _blocks(flat.numel(), x.device):
-            xb = flat[block]
-            _, x_tilde = _nearest_image(xb, table, lo, hi, offs, block)
-            torch.mul(x_tilde, _normal_cdf(xb), out=out[block])
-        return out.view(x.shape)
+    def forward(
+        x: Tensor, table: Tensor, slope: Tensor, lo: float, hi: float, offsets: Tensor | None, path: str, strict: bool
+    ) -> Tensor:
+        eager = lambda: _nearest_forward(x, table, lo, hi, offsets)
+        if path != "compiled":
+            return eager()
+        kernel = lambda: _compiled_nearest_forward(x, table, lo, hi, offsets)
+        return dispatch.guarded(path, strict, kernel, eager)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
-        x, table, slope, lo, hi, offsets = inputs
+        x, table, slope, lo, hi, offsets, path, strict = inputs
         ctx.save_for_backward(x, table, slope, offsets)
-        ctx.bounds = (lo, hi)
+        ctx.args = (lo, hi, path, strict)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, table, slope, offsets = ctx.saved_tensors
-        lo, hi = ctx.bounds
+        lo, hi, path, strict = ctx.args
         needs = ctx.needs_input_grad[:2]
         if torch.is_grad_enabled():
             inputs, args = (x, table), (slope, lo, hi, offsets)
-            return _reference_grads(_nearest_reference, inputs, args, needs, grad) + (None,) * 4
-        flat, offs, g = x.reshape(-1), _flat_offsets(offsets, x), grad.reshape(-1)
-        grad_x = torch.empty_like(flat) if needs[0] else None
-        grad_table = torch.zeros_like(table).reshape(-1)
-        for block in _blocks(flat.numel(), x.device):
-            xb, gb = flat[block], g[block]
-            index, x_tilde = _nearest_image(xb, table, lo, hi, offs, block)
-            inside = _in_range(xb, lo, hi)
-            cdf, pdf = _gaussian(xb)
-            if needs[0]:
-                # Straight-through: the analytic T' at the grid point instead of the staircase's 0.
-                dx_tilde = torch.where(inside, slope.reshape(-1).index_select(0, index), torch.ones_like(xb))
-                torch.mul(gb, dx_tilde * cdf + x_tilde * pdf, out=grad_x[block])
-            if needs[1]:
-                grad_table.index_add_(0, index, torch.where(inside, gb * cdf * (hi - lo), torch.zeros_like(gb)))
-        return (
-            grad_x.view(x.shape) if needs[0] else None,
-            grad_table.view(table.shape) if needs[1] else None,
-            None,
-            None,
-            None,
-            None,
-        )
+            return _reference_grads(_nearest_reference, inputs, args, needs, grad) + (None,) * 6
+        eager = lambda: _nearest_backward(x, grad, table, slope, lo, hi, offsets, needs)
+        if path == "compiled":
+            kernel = lambda: _compiled_nearest_backward(x, grad, table, slope, lo, hi, offsets, needs)
+            grad_x, grad_table = dispatch.guarded(path, strict, kernel, eager)
+        else:
+            grad_x, grad_table = eager()
+        return grad_x, (grad_table.view(table.shape) if needs[1] else None), None, None, None, None, None, None
+
+
+# ---------------------------------------------------------------------------------------
+# Compiled kernels of the LUT paths (backend "compiled"; chosen as for the elementwise ops)
+# ---------------------------------------------------------------------------------------
+# One inductor loop per direction (kernels/compiled.py): the table reads are gathers and
+# the table gradient a scatter-add inside the same loop. The kernels see the input in its
+# canonical layout (kernels/layout.py) with the channel row offsets as a (C, 1) or (C,)
+# "parameter"; the interval and grid size are constants of each compiled graph.
+def _gather(table: Tensor, index: Tensor) -> Tensor:
+    # In range by construction (clamped positions plus row offsets): the unchecked gather
+    # keeps the bounds test and the negative-index wrap out of the loop.
+    return torch.ops.aten._unsafe_index(table, [index])
+
+
+def _cell_and_index(position: Tensor, offsets: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The grid cell below a (non-negative) position, and its index in the flat (C, ·) table."""
+    cell = position.to(torch.int64)
+    return cell, cell if offsets is None else cell + offsets
+
+
+def _scatter_sum(index: Tensor, source: Tensor, size: int) -> Tensor:
+    return source.new_zeros(size).index_put_((index.reshape(-1),), source.reshape(-1), accumulate=True)
+
+
+def _make_linear_forward(lo: float, hi: float, size: int):
+    def kernel(x: Tensor, values: Tensor, steps: Tensor, offsets: Tensor | None) -> Tensor:
+        s = _coordinate(x, lo, hi, size, padded=True)
+        cell, index = _cell_and_index(s, offsets)
+        return torch.nn.functional.gelu(x) + _gather(values, index) + (s - cell) * _gather(steps, index)
+
+    return kernel
+
+
+def _make_linear_backward(lo: float, hi: float, size: int, needs: tuple[bool, bool]):
+    scale = (size - 1) / (hi - lo)
+
+    def kernel(x: Tensor, grad: Tensor, steps: Tensor, offsets: Tensor | None):
+        s = _coordinate(x, lo, hi, size, padded=True)
+        cell, index = _cell_and_index(s, offsets)
+        grad_x = grad_values = grad_steps = None
+        if needs[0]:
+            grad_x = torch.ops.aten.gelu_backward(grad, x) + grad * scale * _gather(steps, index)
+        if needs[1]:
+            grad_values = _scatter_sum(index, grad, steps.numel())
+            grad_steps = _scatter_sum(index, (s - cell) * grad, steps.numel())
+        return grad_x, grad_values, grad_steps
+
+    return kernel
+
+
+def _make_nearest_forward(lo: float, hi: float, size: int):
+    def kernel(x: Tensor, table: Tensor, offsets: Tensor | None) -> Tensor:
+        return _nearest_kernel_image(x, table, lo, hi, size, offsets)[1] * _normal_cdf(x)
+
+    return kernel
+
+
+def _make_nearest_backward(lo: float, hi: float, size: int, needs: tuple[bool, bool]):
+    def kernel(x: Tensor, grad: Tensor, table: Tensor, slope: Tensor, offsets: Tensor | None):
+        index, x_tilde = _nearest_kernel_image(x, table, lo, hi, size, offsets)
+        inside = _in_range(x, lo, hi)
+        cdf, pdf = _gaussian(x)
+        grad_x = grad_table = None
+        if needs[0]:
+            dx_tilde = torch.where(inside, _gather(slope, index), 1.0)
+            grad_x = grad * (dx_tilde * cdf + x_tilde * pdf)
+        if needs[1]:
+            grad_table = _scatter_sum(index, torch.where(inside, grad * cdf * (hi - lo), 0.0), table.numel())
+        return grad_x, grad_table
+
+    return kernel
+
+
+def _nearest_kernel_image(x: Tensor, table: Tensor, lo: float, hi: float, size: int, offsets: Tensor | None):
+    """:func:`_nearest_image` for the kernels (flat table, broadcast offsets)."""
+    r = _coordinate(x, lo, hi, size, padded=False).round()
+    _, index = _cell_and_index(r, offsets)
+    image = lo + (hi - lo) * (r / (size - 1) + _gather(table, index))
+    return index, torch.where(_in_range(x, lo, hi), image, x)
+
+
+def _run_compiled(name: str, key: tuple, make, x: Tensor, tensors: tuple, offsets: Tensor | None, grad=None):
+    """Run a LUT kernel on the canonical view of ``x`` (and ``grad``); results in canonical shape."""
+    from ..kernels import compiled
+    from ..kernels.layout import plan
+
+    x = x.detach()
+    layout = plan(x, [] if offsets is None else [offsets])
+    offs = None if offsets is None else layout.params([offsets], torch.int64)[0]
+    views = (layout.view(x),) if grad is None else (layout.view(x), layout.view(grad))
+    tables = tuple(t.detach().reshape(-1) for t in tensors)
+    with torch.autocast(x.device.type, enabled=False):
+        out = compiled.run(name, (x.dtype, layout.kind, *key), make, (*views, *tables, offs))
+    return layout, out
+
+
+def _compiled_linear_forward(x, table, lo, hi, offsets):
+    size = table.shape[-1]
+    make = lambda: _make_linear_forward(lo, hi, size)
+    layout, y = _run_compiled("ditac_linear_forward", (lo, hi, size), make, x, _padded(table), offsets)
+    return layout.restore(y)
+
+
+def _compiled_linear_backward(x, grad, table, lo, hi, offsets, needs):
+    size, needs = table.shape[-1], tuple(needs)
+    make = lambda: _make_linear_backward(lo, hi, size, needs)
+    key = (lo, hi, size, needs)
+    layout, (grad_x, grad_values, grad_steps) = _run_compiled(
+        "ditac_linear_backward", key, make, x, _padded(table)[1:], offsets, grad
+    )
+    return (layout.restore(grad_x) if needs[0] else None), grad_values, grad_steps
+
+
+def _compiled_nearest_forward(x, table, lo, hi, offsets):
+    size = table.shape[-1]
+    make = lambda: _make_nearest_forward(lo, hi, size)
+    layout, y = _run_compiled("ditac_nearest_forward", (lo, hi, size), make, x, (table,), offsets)
+    return layout.restore(y)
+
+
+def _compiled_nearest_backward(x, grad, table, slope, lo, hi, offsets, needs):
+    size, needs = table.shape[-1], tuple(needs)
+    make = lambda: _make_nearest_backward(lo, hi, size, needs)
+    key = (lo, hi, size, needs)
+    layout, (grad_x, grad_table) = _run_compiled("ditac_nearest_backward", key, make, x, (table, slope), offsets, grad)
+    return (layout.restore(grad_x) if needs[0] else None), grad_table
 
 
 # ---------------------------------------------------------------------------------------
@@ -424,7 +614,9 @@ def _unrows(rows: Tensor, like: Tensor, channels: int, channel_dim: int) -> Tens
     return rows.reshape(moved).movedim(0, channel_dim)
 
 
-def _exact_block(rows: Tensor, slopes: Tensor, intercepts: Tensor, lo: float, hi: float, *, derivative=False, jacobian=None):
+def _exact_block(
+    rows: Tensor, slopes: Tensor, intercepts: Tensor, lo: float, hi: float, *, derivative=False, jacobian=None
+):
     """In-range mask, x̃ and the integration result for a (C, m) block of inputs."""
     inside = _in_range(rows, lo, hi)
     u = (torch.where(inside, rows, torch.full_like(rows, lo)) - lo) / (hi - lo)
@@ -555,8 +747,8 @@ def _apply(
     lut_size: int,
     lut_interp: str,
     channel_dim: int,
-    backend: Optional[str],
-    tables: Optional[tuple[Tensor, ...]] = None,
+    backend: str | None,
+    tables: tuple[Tensor, ...] | None = None,
 ) -> Tensor:
     """DiTAC of ``x`` for validated arguments; ``tables`` come from :func:`lut_tables` (eval cache)."""
     if not isinstance(x, Tensor):
@@ -572,17 +764,23 @@ def _apply(
         return function(xc, theta, vertex_map, lo, hi, channel_dim).to(x.dtype)
     if tables is None:
         tables = lut_tables(theta, vertex_map, lo, hi, lut_size, lut_interp, dtype)
-    reference = (backend or get_backend()) == "reference"
+    requested = backend or get_backend()
+    path = dispatch.choose("ditac", x, requested)
+    fast = (path, requested != "auto")
     if lut_interp == "linear":
         (table,) = tables
         offsets = _channel_offsets(x, rows, lut_size + 2, channel_dim)
-        function = _linear_reference if reference else _LinearLUT.apply
-        y = function(xc, table, lo, hi, offsets)
+        if path == "reference":
+            y = _linear_reference(xc, table, lo, hi, offsets)
+        else:
+            y = _LinearLUT.apply(xc, table, lo, hi, offsets, *fast)
     else:
         table, slope = tables
         offsets = _channel_offsets(x, rows, lut_size, channel_dim)
-        function = _nearest_reference if reference else _NearestLUT.apply
-        y = function(xc, table, slope, lo, hi, offsets)
+        if path == "reference":
+            y = _nearest_reference(xc, table, slope, lo, hi, offsets)
+        else:
+            y = _NearestLUT.apply(xc, table, slope, lo, hi, offsets, *fast)
     return y.to(x.dtype)
 
 
@@ -596,7 +794,7 @@ def ditac(
     lut_size: int = 2048,
     lut_interp: str = "linear",
     channel_dim: int = 1,
-    backend: Optional[str] = None,
+    backend: str | None = None,
 ) -> Tensor:
     r"""DiTAC with velocity-field parameters ``theta``. See :class:`DiTAC`.
 
@@ -606,8 +804,11 @@ def ditac(
         theta: shape ``(cells - 1,)`` (one field) or ``(C, cells - 1)`` (one per
             channel), in the coordinates of :func:`actlab.cpab.null_space_basis`.
         a, b, mode, lut_size, lut_interp, channel_dim: as for :class:`DiTAC`.
-        backend: ``"reference"`` evaluates the LUT modes with autograd-traced
-            ops instead of the custom autograd Functions.
+        backend: ``None`` (the global choice), ``"auto"``, ``"fused"``,
+            ``"compiled"`` or ``"reference"`` for the LUT modes, chosen as for the
+            elementwise activations (:func:`actlab.kernels.dispatch.choose`):
+            ``"compiled"`` runs one inductor loop per direction (by default for
+            inputs of at least 2^20 elements), ``"reference"`` autograd-traced ops.
     """
     lo, hi = _check_interval("ditac", a, b)
     _check_choice("ditac", "mode", mode, MODES)
@@ -618,7 +819,16 @@ def ditac(
     theta2 = theta.reshape(-1, theta.shape[-1])
     vmap = torch.tensor(cpab.vertex_map(theta2.shape[-1] + 1), device=theta.device, dtype=theta.dtype)
     return _apply(
-        x, theta2, vmap, lo, hi, mode=mode, lut_size=lut_size, lut_interp=lut_interp, channel_dim=channel_dim, backend=backend
+        x,
+        theta2,
+        vmap,
+        lo,
+        hi,
+        mode=mode,
+        lut_size=lut_size,
+        lut_interp=lut_interp,
+        channel_dim=channel_dim,
+        backend=backend,
     )
 
 
@@ -774,7 +984,7 @@ class DiTAC(Activation):
         prior_variance: float = 2.0,
         reg_length_scale: float = 5.0,
         reg_variance: float = 2.0,
-        released_gradient_lambda: Optional[float] = None,
+        released_gradient_lambda: float | None = None,
         num_parameters: int = 1,
         channel_dim: int = 1,
         trainable: bool = True,
@@ -797,7 +1007,9 @@ class DiTAC(Activation):
         if released_gradient_lambda is not None:
             released_gradient_lambda = _check_positive(name, "released_gradient_lambda", released_gradient_lambda)
         if isinstance(num_parameters, bool) or not isinstance(num_parameters, int) or num_parameters < 1:
-            raise ValueError(f"{name}: num_parameters must be a positive integer (1 = shared, C = per channel), got {num_parameters!r}")
+            raise ValueError(
+                f"{name}: num_parameters must be a positive integer (1 = shared, C = per channel), got {num_parameters!r}"
+            )
         if isinstance(channel_dim, bool) or not isinstance(channel_dim, int):
             raise ValueError(f"{name}: channel_dim must be an integer axis, got {channel_dim!r}")
         if dtype is not None and not dtype.is_floating_point:
@@ -823,7 +1035,7 @@ class DiTAC(Activation):
         self.register_buffer("precision", torch.tensor(precision, **factory), persistent=False)
         # Eval-mode cache of the grid tables (D and T' stacked), keyed on θ's identity and version.
         self.register_buffer("_lut_cache", None, persistent=False)
-        self._lut_key: Optional[tuple] = None
+        self._lut_key: tuple | None = None
         self.reset_parameters()
 
     @torch.no_grad()
@@ -851,12 +1063,20 @@ class DiTAC(Activation):
             return _ReleasedCodeGradient.apply(self.theta, self.precision, self.released_gradient_lambda)
         return self.theta
 
-    def _cached_tables(self, dtype: torch.dtype) -> Optional[tuple[Tensor, ...]]:
+    def _cached_tables(self, dtype: torch.dtype) -> tuple[Tensor, ...] | None:
         """The eval-mode tables, rebuilt whenever θ (or the dtype asked for) changed."""
         theta = self.theta
         if self.training or torch.compiler.is_compiling() or (torch.is_grad_enabled() and theta.requires_grad):
             return None
-        key = (id(theta), theta._version, theta.data_ptr(), theta.device, theta.dtype, dtype, torch.is_inference_mode_enabled())
+        key = (
+            id(theta),
+            theta._version,
+            theta.data_ptr(),
+            theta.device,
+            theta.dtype,
+            dtype,
+            torch.is_inference_mode_enabled(),
+        )
         cache = self._lut_cache
         if self._lut_key != key or cache is None or cache.device != theta.device or cache.dtype != dtype:
             with torch.no_grad():

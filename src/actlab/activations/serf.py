@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._math import softplus
+from .._math import softplus, softplus_and_sigmoid
 from ..base import Activation
 from ..elementwise import ElementwiseOp, apply
 from ..registry import register
@@ -43,8 +43,8 @@ def _forward(x: Tensor) -> Tensor:
 
 
 def _derivatives(x: Tensor) -> tuple[Tensor]:
-    sp = softplus(x)
-    return (torch.erf(sp) + x * torch.sigmoid(x) * (_TWO_OVER_SQRT_PI * torch.exp(-sp * sp)),)
+    sp, sigmoid = softplus_and_sigmoid(x)
+    return (torch.erf(sp) + x * sigmoid * (_TWO_OVER_SQRT_PI * torch.exp(-sp * sp)),)
 
 
 SERF_OP = ElementwiseOp("serf", (), _forward, _derivatives)

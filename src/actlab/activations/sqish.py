@@ -17,7 +17,8 @@ which never overflows. With w = ln β - 2γcx, c = 1 - α:
     ∂/∂β = -c·x·s·σ(w)/(2β)
     ∂/∂γ = c²·x·(x·s·σ(w))
 
-(x·s·σ(w) is bounded, so the products are formed in that order.)
+(x·s·σ(w) is bounded, so the products are formed in that order; the derivatives
+take softplus(w) and σ(w) from one exponential, :func:`actlab._math.softplus_and_sigmoid`.)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._math import softplus
+from .._math import softplus, softplus_and_sigmoid
 from ..base import Param, ParametricActivation, Positive, Real, check_numbers
 from ..elementwise import ElementwiseOp, ParamLike, apply
 from ..registry import register
@@ -35,22 +36,26 @@ __all__ = ["sqish", "Sqish", "SQISH_OP"]
 _ARG_LIMIT = 1e30
 
 
-def _gate(x: Tensor, alpha: Tensor, beta: Tensor, gamma: Tensor) -> tuple[Tensor, Tensor]:
+def _gate_argument(x: Tensor, alpha: Tensor, beta: Tensor, gamma: Tensor) -> Tensor:
     # The clamp only acts where the gate is already exactly 0 or 1; it keeps
     # softplus finite so that no ∞·0 reaches the gradients.
-    w = (torch.log(beta) - 2 * gamma * (1 - alpha) * x).clamp(-_ARG_LIMIT, _ARG_LIMIT)
-    return torch.exp(-0.5 * softplus(w)), w
+    return (torch.log(beta) - 2 * gamma * (1 - alpha) * x).clamp(-_ARG_LIMIT, _ARG_LIMIT)
+
+
+def _gate(x: Tensor, alpha: Tensor, beta: Tensor, gamma: Tensor) -> Tensor:
+    return torch.exp(-0.5 * softplus(_gate_argument(x, alpha, beta, gamma)))
 
 
 def _forward(x, alpha, beta, gamma):
-    s, _ = _gate(x, alpha, beta, gamma)
+    s = _gate(x, alpha, beta, gamma)
     return alpha * x + (1 - alpha) * x * s
 
 
 def _derivatives(x, alpha, beta, gamma):
-    s, w = _gate(x, alpha, beta, gamma)
+    sp, sigmoid = softplus_and_sigmoid(_gate_argument(x, alpha, beta, gamma))
+    s = torch.exp(-0.5 * sp)
     c = 1 - alpha
-    xs_sig = x * s * torch.sigmoid(w)
+    xs_sig = x * s * sigmoid
     d_x = alpha + c * s + c * c * gamma * xs_sig
     d_alpha = x * (1 - s) - c * gamma * x * xs_sig
     d_beta = -c * xs_sig / (2 * beta)

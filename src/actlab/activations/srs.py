@@ -14,7 +14,10 @@ x < 0 and ``(1, G)`` for x >= 0,
 
 whose numerators are bounded (|x·G| <= beta/e) so nothing overflows to NaN.
 For x > 1 the value is computed as ``1 / (1/alpha + G/x)``, so that huge x
-(where ``x/alpha`` could overflow) still gives alpha.
+(where ``x/alpha`` could overflow) still gives alpha. The reference ``forward``
+evaluates three exponentials so that each autograd branch sees only its own
+region; the fused paths' value (``_value``) needs only G: ``x·G/D`` for x < 0
+and ``1 / (1/alpha + G/x)`` for every x >= 0.
 
 The denominator has a zero — a pole of SRS — once beta >= e·alpha (its minimum
 over x is (beta/alpha)·(1 - ln(beta/alpha))). The paper's "alpha, beta > 0" is
@@ -59,20 +62,31 @@ def _forward(x: Tensor, alpha: Tensor, beta: Tensor) -> Tensor:
     return torch.where(x < 0, negative, torch.where(large, big, middle))
 
 
+def _value_from(x: Tensor, alpha: Tensor, g: Tensor, xg: Tensor, negative: Tensor, d: Tensor) -> Tensor:
+    # 1/(1/alpha + G/x) is exact for every x >= 0 (G/x = inf at 0 gives 0).
+    return torch.where(negative, xg / d, 1 / (1 / alpha + g / x))
+
+
+def _value(x: Tensor, alpha: Tensor, beta: Tensor) -> Tensor:
+    """The value with one exponential (not differentiated: used by the fused and compiled paths)."""
+    g, xg = _scaled(x, beta)
+    negative = x < 0
+    return _value_from(x, alpha, g, xg, negative, xg / alpha + 1)
+
+
 def _derivatives(x: Tensor, alpha: Tensor, beta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     g, xg = _scaled(x, beta)
     negative = x < 0
     d = torch.where(negative, xg / alpha + 1, x / alpha + g)
     d2 = d * d
-    # 1/(1/alpha + G/x) is exact for every x >= 0 (G/x = inf at 0 gives 0).
-    y = torch.where(negative, xg / d, 1 / (1 / alpha + g / x))
+    y = _value_from(x, alpha, g, xg, negative, d)
     d_x = (g + xg / beta) / d2
     d_alpha = (y / alpha) ** 2
     d_beta = -(x * xg) / (beta * beta * d2)
     return d_x, d_alpha, d_beta
 
 
-SRS_OP = ElementwiseOp("srs", ("alpha", "beta"), _forward, _derivatives)
+SRS_OP = ElementwiseOp("srs", ("alpha", "beta"), _forward, _derivatives, value=_value)
 
 _PARAMS = (
     Param("alpha", 2.0, Positive(1e-4)),

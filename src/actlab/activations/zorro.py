@@ -25,6 +25,11 @@ Derivatives (with q = σ(a(d + b)), σ_b = σ(-ab), σ_db = σ(-a(d + b))):
 
 One pair of helpers (:func:`_zorro_value`, :func:`_zorro_parts`) serves all five
 members; the variants only change the input map and how parameters are routed.
+Each member's value is written once over a hump function: the reference passes
+:func:`_hump` (the softplus form above, which autograd differentiates finitely);
+the fused paths pass :func:`_fast_hump`, the same quantities from one
+exponential per element (c = e^{-ab}, E = e^{-a·d}), which the derivatives use
+too.
 """
 
 from __future__ import annotations
@@ -70,20 +75,34 @@ def _hump(d: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return d * h, h, d
 
 
-def _zorro_value(u: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    return u.clamp(0, 1) + torch.sign(u) * _hump(_distance(u), a, b)[0]
+def _fast_hump(d: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(T, h, d capped, q, σ_b - σ_db) for d >= 0, with one exponential per element.
+
+    With c = e^{-ab} (per channel) and E = e^{-a·d}, both <= 1 so neither
+    overflows: q = 1/(1 + c·E), σ_db = c·E·q, σ_b = c/(1+c), h = (1+c)·E·q.
+    Where c underflows (ab > 88 in float32) this gives h = E, the exact limit.
+    The reference (:func:`_hump`) is the form autograd differentiates finitely;
+    this one is for the fused paths, which never differentiate the value.
+    """
+    d = torch.minimum(d, _HUMP_LIMIT / a)
+    c = torch.exp(-a * b)
+    e = torch.exp(-a * d)
+    q = 1 / (1 + c * e)
+    h = (1 + c) * e * q
+    return d * h, h, d, q, c / (1 + c) - c * e * q
+
+
+def _zorro_value(u: Tensor, a: Tensor, b: Tensor, hump=_hump) -> Tensor:
+    return u.clamp(0, 1) + torch.sign(u) * hump(_distance(u), a, b)[0]
 
 
 def _zorro_parts(u: Tensor, a: Tensor, b: Tensor):
     """Symmetric-Zorro at u and its partials: (Z, dZ/du, dZ/da, dZ/db, T, T', ∂T/∂a, ∂T/∂b, d)."""
     d_full = _distance(u)
-    t, h, d = _hump(d_full, a, b)
-    sigma_b = torch.sigmoid(-a * b)
-    sigma_db = torch.sigmoid(-a * (d + b))
-    q = 1 - sigma_db
+    t, h, d, q, sigma_diff = _fast_hump(d_full, a, b)
     dt_dd = h - a * q * t
-    dt_da = -t * (d * q + b * (sigma_b - sigma_db))
-    dt_db = -a * t * (sigma_b - sigma_db)
+    dt_da = -t * (d * q + b * sigma_diff)
+    dt_db = -a * t * sigma_diff
     sign = torch.sign(u)
     outside = (u < 0) | (u > 1)
     z = u.clamp(0, 1) + sign * t
@@ -94,8 +113,11 @@ def _zorro_parts(u: Tensor, a: Tensor, b: Tensor):
 # -- Symmetric-Zorro ------------------------------------------------------------------
 
 
-def _sym_forward(x, a, b):
-    return _zorro_value(x, a, b)
+def _sym_value(hump):
+    def value(x, a, b):
+        return _zorro_value(x, a, b, hump)
+
+    return value
 
 
 def _sym_derivatives(x, a, b):
@@ -103,7 +125,7 @@ def _sym_derivatives(x, a, b):
     return dz_du, dz_da, dz_db
 
 
-ZORRO_OP = ElementwiseOp("zorro", ("a", "b"), _sym_forward, _sym_derivatives)
+ZORRO_OP = ElementwiseOp("zorro", ("a", "b"), _sym_value(_hump), _sym_derivatives, value=_sym_value(_fast_hump))
 
 # -- Asymmetric-Zorro (reconstruction) --------------------------------------------------
 
@@ -113,9 +135,12 @@ def _sides(x, a_neg, b_neg, a_pos, b_pos):
     return negative, torch.where(negative, a_neg, a_pos), torch.where(negative, b_neg, b_pos)
 
 
-def _asym_forward(x, a_neg, b_neg, a_pos, b_pos):
-    _, a, b = _sides(x, a_neg, b_neg, a_pos, b_pos)
-    return _zorro_value(x, a, b)
+def _asym_value(hump):
+    def value(x, a_neg, b_neg, a_pos, b_pos):
+        _, a, b = _sides(x, a_neg, b_neg, a_pos, b_pos)
+        return _zorro_value(x, a, b, hump)
+
+    return value
 
 
 def _asym_derivatives(x, a_neg, b_neg, a_pos, b_pos):
@@ -132,14 +157,21 @@ def _asym_derivatives(x, a_neg, b_neg, a_pos, b_pos):
 
 
 ZORRO_ASYMMETRIC_OP = ElementwiseOp(
-    "zorro_asymmetric", ("a_neg", "b_neg", "a_pos", "b_pos"), _asym_forward, _asym_derivatives
+    "zorro_asymmetric",
+    ("a_neg", "b_neg", "a_pos", "b_pos"),
+    _asym_value(_hump),
+    _asym_derivatives,
+    value=_asym_value(_fast_hump),
 )
 
 # -- Sigmoid-Zorro: Z(slope·x + 1/2) -------------------------------------------------------
 
 
-def _sigmoid_forward(x, slope, a, b):
-    return _zorro_value(slope * x + 0.5, a, b)
+def _sigmoid_value(hump):
+    def value(x, slope, a, b):
+        return _zorro_value(slope * x + 0.5, a, b, hump)
+
+    return value
 
 
 def _sigmoid_derivatives(x, slope, a, b):
@@ -147,13 +179,18 @@ def _sigmoid_derivatives(x, slope, a, b):
     return slope * dz_du, x * dz_du, dz_da, dz_db
 
 
-ZORRO_SIGMOID_OP = ElementwiseOp("zorro_sigmoid", ("slope", "a", "b"), _sigmoid_forward, _sigmoid_derivatives)
+ZORRO_SIGMOID_OP = ElementwiseOp(
+    "zorro_sigmoid", ("slope", "a", "b"), _sigmoid_value(_hump), _sigmoid_derivatives, value=_sigmoid_value(_fast_hump)
+)
 
 # -- Tanh-Zorro: 2·Z((slope·x + 1)/2) - 1 ---------------------------------------------------
 
 
-def _tanh_forward(x, slope, a, b):
-    return 2 * _zorro_value((slope * x + 1) * 0.5, a, b) - 1
+def _tanh_value(hump):
+    def value(x, slope, a, b):
+        return 2 * _zorro_value((slope * x + 1) * 0.5, a, b, hump) - 1
+
+    return value
 
 
 def _tanh_derivatives(x, slope, a, b):
@@ -161,16 +198,21 @@ def _tanh_derivatives(x, slope, a, b):
     return slope * dz_du, x * dz_du, 2 * dz_da, 2 * dz_db
 
 
-ZORRO_TANH_OP = ElementwiseOp("zorro_tanh", ("slope", "a", "b"), _tanh_forward, _tanh_derivatives)
+ZORRO_TANH_OP = ElementwiseOp(
+    "zorro_tanh", ("slope", "a", "b"), _tanh_value(_hump), _tanh_derivatives, value=_tanh_value(_fast_hump)
+)
 
 # -- Sloped-Zorro (reconstruction): Z(x) + slope·[x > 1]·(d - T(d)) ---------------------------
 
 
-def _sloped_forward(x, a, b, slope):
-    d = _distance(x)
-    t = _hump(d, a, b)[0]
-    growth = torch.where(x > 1, d - t, torch.zeros_like(x))
-    return x.clamp(0, 1) + torch.sign(x) * t + slope * growth
+def _sloped_value(hump):
+    def value(x, a, b, slope):
+        d = _distance(x)
+        t = hump(d, a, b)[0]
+        growth = torch.where(x > 1, d - t, torch.zeros_like(x))
+        return x.clamp(0, 1) + torch.sign(x) * t + slope * growth
+
+    return value
 
 
 def _sloped_derivatives(x, a, b, slope):
@@ -185,7 +227,9 @@ def _sloped_derivatives(x, a, b, slope):
     )
 
 
-ZORRO_SLOPED_OP = ElementwiseOp("zorro_sloped", ("a", "b", "slope"), _sloped_forward, _sloped_derivatives)
+ZORRO_SLOPED_OP = ElementwiseOp(
+    "zorro_sloped", ("a", "b", "slope"), _sloped_value(_hump), _sloped_derivatives, value=_sloped_value(_fast_hump)
+)
 
 # -- functional forms --------------------------------------------------------------------
 

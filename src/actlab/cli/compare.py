@@ -38,14 +38,40 @@ def _seed_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"seeds must be integers, got {text!r}") from None
 
 
-def _positive(text: str) -> int:
+def _integer_at_least(minimum: int, what: str):
+    """An argparse type: an integer >= ``minimum``, described as ``what`` in errors."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+
+    return parse
+
+
+_positive = _integer_at_least(1, "a positive integer")
+_non_negative = _integer_at_least(0, "a non-negative integer")
+
+
+def _executor_from_args(args: argparse.Namespace, config):
+    """The dask executor when asked for; ``None`` lets the study plan its local workers."""
+    if args.executor == "local":
+        if args.scheduler:
+            raise UsageError("--scheduler needs --executor dask")
+        return None
+    from ..lab.dask_executor import DaskMissingError
+    from ..lab.executors import make_executor
+
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+        return make_executor(
+            config.workers, config.threads, kind="dask", scheduler=args.scheduler, retries=args.retries
+        )
+    except DaskMissingError as err:
+        raise UsageError(str(err)) from None
 
 
 def configure_compare(p: argparse.ArgumentParser) -> None:
@@ -90,6 +116,25 @@ def configure_compare(p: argparse.ArgumentParser) -> None:
     train.add_argument("--device", choices=("cpu", "cuda"))
 
     run = p.add_argument_group("execution and output")
+    run.add_argument(
+        "--executor",
+        choices=("local", "dask"),
+        default="local",
+        help="local: a process pool on this machine (default); dask: a Dask cluster (docs/cluster.md)",
+    )
+    run.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="with --executor dask: an existing scheduler, e.g. tcp://10.0.0.5:8786 "
+        "(default: start a local cluster on 127.0.0.1)",
+    )
+    run.add_argument(
+        "--retries",
+        type=_non_negative,
+        default=2,
+        metavar="N",
+        help="with --executor dask: new attempts for a run whose worker died (default: 2)",
+    )
     run.add_argument("--workers", type=_positive, metavar="N", help="parallel processes (default: CPU cores)")
     run.add_argument(
         "--threads", type=_positive, metavar="N", help="torch threads per worker (default: cores / workers)"
@@ -183,6 +228,7 @@ class _Progress:
         from tqdm import tqdm
 
         if event.kind == "start":
+            self._close_bar(event.config_hash)  # a run started again (its Dask worker died)
             slot = self.free_slots.pop(0) if self.free_slots else None
             self.run_bars[event.config_hash] = (
                 tqdm(
@@ -203,12 +249,7 @@ class _Progress:
 
     def result(self, spec, result, stored: bool) -> None:
         self.finished += 1
-        key = spec.config_hash()
-        if key in self.run_bars:
-            bar, slot = self.run_bars.pop(key)
-            bar.close()
-            if slot is not None:
-                self.free_slots.append(slot)
+        self._close_bar(spec.config_hash())
         if result.ok:
             outcome = f"{result.metric}={result.test_value:.4f} (best epoch {result.best_epoch})"
         else:
@@ -221,6 +262,13 @@ class _Progress:
             self.overall.update(1)
         else:
             print(line, flush=True)
+
+    def _close_bar(self, key: str) -> None:
+        if key in self.run_bars:
+            bar, slot = self.run_bars.pop(key)
+            bar.close()
+            if slot is not None:
+                self.free_slots.append(slot)
 
     def close(self) -> None:
         if self.bars:
@@ -238,15 +286,11 @@ def run_compare(args: argparse.Namespace) -> int:
     from ..lab.study import run_study
 
     config = _study_from_args(args)
+    executor = _executor_from_args(args, config)
     progress = _Progress(args.quiet)
 
     def on_start(pending, skipped: int, executor) -> None:
-        where = ""
-        if executor is not None:
-            workers, threads = min(executor.workers, len(pending)), executor.threads
-            where = f" ({workers} worker{'s' * (workers != 1)}" + (
-                f" x {threads} thread{'s' * (threads != 1)})" if threads else ")"
-            )
+        where = f" ({executor.describe(len(pending))})" if executor is not None else ""
         print(f"{len(pending) + skipped} runs: {skipped} already stored, {len(pending)} to run{where}", flush=True)
         progress.start(pending, skipped, executor.workers if executor is not None else 1)
 
@@ -254,6 +298,7 @@ def run_compare(args: argparse.Namespace) -> int:
     try:
         outcome = run_study(
             config,
+            executor=executor,
             retry_failed=args.retry_failed,
             on_start=on_start,
             on_event=progress.event,

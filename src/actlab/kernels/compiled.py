@@ -1,7 +1,7 @@
 """Inductor kernels of the fused math: the ``"compiled"`` backend.
 
 The kernels are ``torch.compile`` of the very functions the eager fused path
-runs — :func:`actlab.elementwise.forward_value` (the op's ``forward`` with the
+runs — :func:`actlab.elementwise.forward_value` (the op's ``fused_value`` with the
 dtype handling) and :func:`actlab.elementwise.backward_grads` (``grad ·
 derivatives`` with the ``sum_to_size`` parameter reductions) — so there is one
 source of truth for the math. Inductor turns each into a single loop: C++/OpenMP
@@ -42,7 +42,7 @@ from ..elementwise import ElementwiseOp, backward_grads, forward_value
 from .dispatch import KernelUnavailable
 from .layout import Layout
 
-__all__ = ["NAME", "forward", "backward", "compiled_graph_count"]
+__all__ = ["NAME", "run", "forward", "backward", "compiled_graph_count"]
 
 NAME = "compiled"
 
@@ -101,7 +101,7 @@ def _inductor(gm: torch.fx.GraphModule, example_inputs):
 
 
 def _make_forward(op: ElementwiseOp) -> Callable:
-    value_fn = op.forward
+    value_fn = op.fused_value
 
     def kernel(x: Tensor, *params: Tensor) -> Tensor:
         return forward_value(value_fn, x, params)
@@ -118,29 +118,36 @@ def _make_backward(op: ElementwiseOp, needs: tuple[bool, ...]) -> Callable:
     return kernel
 
 
-def _run(op: ElementwiseOp, direction: str, key: tuple, make: Callable[[], Callable], args: Sequence[Tensor]):
-    full_key = (op, direction, *key)
+def run(name: str, key: tuple, make: Callable[[], Callable], args: Sequence[Tensor]):
+    """Run the kernel ``make()`` on ``args``, compiled by inductor once per ``(name, key)``.
+
+    The generic entry point: the elementwise ops' kernels below, and activations
+    with kernels of their own (DiTAC's LUT), go through it. ``key`` must tell
+    apart everything that changes the traced graph (dtype, layout, gradients
+    needed); sizes need not, the graphs are dynamic. A failed build raises
+    :class:`~.dispatch.KernelUnavailable`.
+    """
+    full_key = (name, *key)
     fn = _cache.get(full_key)
     if fn is None:
         with _lock:
             fn = _cache.get(full_key)
             if fn is None:
-                name = f"actlab_{op.name}_{direction}"
-                fn = torch.compile(_named(make(), name), backend=_inductor, dynamic=True, fullgraph=True)
+                fn = torch.compile(_named(make(), f"actlab_{name}"), backend=_inductor, dynamic=True, fullgraph=True)
                 _cache[full_key] = fn
     if full_key in _built:
         return fn(*args)
     try:  # the first call compiles
         out = fn(*args)
     except Exception as err:
-        raise KernelUnavailable(f"torch.compile of {op.name} ({direction}) failed") from err
+        raise KernelUnavailable(f"torch.compile of {name} failed") from err
     _built.add(full_key)
     return out
 
 
 def forward(op: ElementwiseOp, layout: Layout, x: Tensor, params: Sequence[Tensor]) -> Tensor:
     """The op's value on a canonical input (see :mod:`.layout`), with canonical parameters."""
-    return _run(op, "forward", (x.dtype, layout.kind), lambda: _make_forward(op), (x, *params))
+    return run(f"{op.name}_forward", (op, x.dtype, layout.kind), lambda: _make_forward(op), (x, *params))
 
 
 def backward(
@@ -148,9 +155,10 @@ def backward(
 ) -> tuple[Tensor | None, ...]:
     """(grad_x, *grad_params) on canonical tensors; parameter gradients in canonical shape."""
     needs = tuple(bool(n) for n in needs)
-    return _run(op, "backward", (x.dtype, layout.kind, needs), lambda: _make_backward(op, needs), (x, grad, *params))
+    key = (op, x.dtype, layout.kind, needs)
+    return run(f"{op.name}_backward", key, lambda: _make_backward(op, needs), (x, grad, *params))
 
 
 def compiled_graph_count() -> int:
-    """How many (op, direction, dtype, layout, gradients) kernels this process has set up."""
+    """How many kernels (name, dtype, layout, gradients, ...) this process has set up."""
     return len(_cache)

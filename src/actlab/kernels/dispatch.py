@@ -40,8 +40,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import warnings
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import Tensor
@@ -49,7 +49,7 @@ from torch import Tensor
 if TYPE_CHECKING:
     from ..elementwise import ElementwiseOp
 
-__all__ = ["choose", "run_kernel", "COMPILE_THRESHOLD", "KernelUnavailable", "TRITON_DTYPES"]
+__all__ = ["choose", "run_kernel", "guarded", "COMPILE_THRESHOLD", "KernelUnavailable", "TRITON_DTYPES"]
 
 
 def _threshold_from_env(default: int) -> int:
@@ -71,6 +71,8 @@ COMPILE_THRESHOLD: int = _threshold_from_env(1 << 20)
 
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
+T = TypeVar("T")
+
 
 class KernelUnavailable(RuntimeError):
     """A compiled or Triton kernel could not be built; ``__cause__`` holds the reason."""
@@ -84,7 +86,7 @@ def disable(path: str, reason: str) -> None:
     if path not in _disabled:
         _disabled[path] = reason
         warnings.warn(
-            f"actlab: the {path!r} kernels could not be built ({reason}); \"auto\" uses the fused path instead "
+            f'actlab: the {path!r} kernels could not be built ({reason}); "auto" uses the fused path instead '
             f"for the rest of this process. Select backend={path!r} explicitly to see the full error.",
             RuntimeWarning,
             stacklevel=4,
@@ -119,29 +121,25 @@ def _has_triton_math(op: ElementwiseOp) -> bool:
 
 
 def _triton_usable(op: ElementwiseOp, x: Tensor) -> bool:
-    return (
-        "triton" not in _disabled
-        and x.dtype in TRITON_DTYPES
-        and _triton_installed_now()
-        and _has_triton_math(op)
-    )
+    return "triton" not in _disabled and x.dtype in TRITON_DTYPES and _triton_installed_now() and _has_triton_math(op)
 
 
-def _check_triton_request(op: ElementwiseOp, x: Tensor) -> None:
+def _check_triton_request(op: ElementwiseOp | str, x: Tensor) -> None:
+    name = op if isinstance(op, str) else op.name
     if not (x.is_cuda or (x.device.type == "cpu" and _interpreting_triton())):
         raise ValueError(
-            f"{op.name}: backend='triton' needs a CUDA tensor, got one on {x.device}; "
+            f"{name}: backend='triton' needs a CUDA tensor, got one on {x.device}; "
             "use backend='auto' (or 'compiled'/'fused') for other devices"
         )
     if x.dtype not in TRITON_DTYPES:
         raise ValueError(
-            f"{op.name}: backend='triton' supports float32, float16 and bfloat16, got {x.dtype}; "
+            f"{name}: backend='triton' supports float32, float16 and bfloat16, got {x.dtype}; "
             "use backend='compiled' or 'fused' for this dtype"
         )
     if not _triton_installed_now():
-        raise ValueError(f"{op.name}: backend='triton' needs Triton: pip install 'actlab[triton]'")
-    if not _has_triton_math(op):
-        raise ValueError(f"{op.name}: no Triton kernel for this op; use backend='compiled' (inductor) instead")
+        raise ValueError(f"{name}: backend='triton' needs Triton: pip install 'actlab[triton]'")
+    if isinstance(op, str) or not _has_triton_math(op):
+        raise ValueError(f"{name}: no Triton kernel for this op; use backend='compiled' (inductor) instead")
 
 
 def _is_exporting() -> bool:
@@ -149,8 +147,13 @@ def _is_exporting() -> bool:
     return bool(is_exporting and is_exporting())
 
 
-def choose(op: ElementwiseOp, x: Tensor, backend: str) -> str:
-    """The path for this call: ``"reference"``, ``"fused"``, ``"compiled"`` or ``"triton"`` (see the module doc)."""
+def choose(op: ElementwiseOp | str, x: Tensor, backend: str) -> str:
+    """The path for this call: ``"reference"``, ``"fused"``, ``"compiled"`` or ``"triton"`` (see the module doc).
+
+    ``op`` is an :class:`~actlab.elementwise.ElementwiseOp`, or the name of an
+    activation with compiled kernels of its own and no Triton math (DiTAC's
+    LUT): the same rule, with ``"triton"`` never chosen.
+    """
     if backend == "reference":
         return "reference"
     if _is_exporting():
@@ -163,11 +166,23 @@ def choose(op: ElementwiseOp, x: Tensor, backend: str) -> str:
         return "fused"
     if backend != "auto":
         return backend
-    if x.is_cuda and _triton_usable(op, x):
+    if x.is_cuda and not isinstance(op, str) and _triton_usable(op, x):
         return "triton"
     if x.device.type in ("cpu", "cuda") and x.numel() >= COMPILE_THRESHOLD and _compiler_usable():
         return "compiled"
     return "fused"
+
+
+def guarded(path: str, strict: bool, kernel: Callable[[], T], fallback: Callable[[], T]) -> T:
+    """``kernel()``; if its kernel cannot be built, raise (``strict``: an explicit
+    request) or disable ``path`` for ``"auto"`` with one warning and return ``fallback()``."""
+    try:
+        return kernel()
+    except KernelUnavailable as err:
+        if strict:
+            raise
+        disable(path, f"{type(err.__cause__).__name__}: {err.__cause__}"[:300])
+        return fallback()
 
 
 def _engine(path: str):

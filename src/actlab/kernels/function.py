@@ -12,8 +12,6 @@ differentiable ops: the kernels compute gradients, not graphs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
 
@@ -24,16 +22,6 @@ from .layout import Layout, plan
 __all__ = ["kernel_function"]
 
 _functions: dict[ElementwiseOp, type] = {}
-
-
-def _run(engine, strict: bool, kernel: Callable, fallback: Callable):
-    try:
-        return kernel()
-    except dispatch.KernelUnavailable as err:
-        if strict:
-            raise
-        dispatch.disable(engine.NAME, f"{type(err.__cause__).__name__}: {err.__cause__}"[:300])
-        return fallback()
 
 
 def _restore_grads(layout: Layout, grads, x: Tensor, params) -> tuple:
@@ -54,7 +42,7 @@ def _make(op: ElementwiseOp) -> type:
                 y = engine.forward(op, layout, layout.view(x), layout.params(params, compute_dtype(x.dtype)))
             return layout.restore(y)
 
-        return _run(engine, strict, kernel, lambda: forward_value(op.forward, x, params))
+        return dispatch.guarded(engine.NAME, strict, kernel, lambda: forward_value(op.fused_value, x, params))
 
     def setup_context(ctx, inputs, output) -> None:
         engine, strict, *tensors = inputs
@@ -78,7 +66,7 @@ def _make(op: ElementwiseOp) -> type:
             return _restore_grads(layout, grads, x, params)
 
         fallback = lambda: backward_grads(op.derivatives, x, params, grad, needs)
-        return (None, None, *_run(ctx.engine, ctx.strict, kernel, fallback))
+        return (None, None, *dispatch.guarded(ctx.engine.NAME, ctx.strict, kernel, fallback))
 
     name = "".join(part.title() for part in op.name.split("_")) + "KernelFunction"
     body = {

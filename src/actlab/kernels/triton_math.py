@@ -80,7 +80,11 @@ def _erfc(z):
             + t
             * (
                 0.09678418
-                + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))
+                + t
+                * (
+                    -0.18628806
+                    + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))
+                )
             )
         )
     )
@@ -106,10 +110,8 @@ def srs_value(x, params, META: tl.constexpr):
     alpha, beta = params[0], params[1]
     g = tl.exp(-tl.abs(x) / beta)
     xg = x * g
-    negative = xg / (xg / alpha + 1.0)
-    big = 1.0 / (1.0 / alpha + g / x)
-    middle = x / (x / alpha + g)
-    return tl.where(x < 0.0, negative, tl.where(x > 1.0, big, middle))
+    # 1/(1/alpha + G/x) is exact for every x >= 0, as in activations/srs.py (_value)
+    return tl.where(x < 0.0, xg / (xg / alpha + 1.0), 1.0 / (1.0 / alpha + g / x))
 
 
 @triton.jit
@@ -162,14 +164,16 @@ def _zorro_parts(u, a, b):
     d_full = _relu(tl.abs(u - 0.5) - 0.5)
     limit = 1e4 / a
     d = tl.where(d_full > limit, limit, d_full)
-    h = tl.exp(-a * d + _softplus(-a * b) - _softplus(-a * (d + b)))
+    # one exponential per element, as activations/zorro.py's _fast_hump: c = e^{-ab}, E = e^{-a·d}
+    c = tl.exp(-a * b)
+    e = tl.exp(-a * d)
+    q = 1.0 / (1.0 + c * e)
+    h = (1.0 + c) * e * q
     t = d * h
-    sigma_b = tl.sigmoid(-a * b)
-    sigma_db = tl.sigmoid(-a * (d + b))
-    q = 1.0 - sigma_db
+    sigma_diff = c / (1.0 + c) - c * e * q
     dt_dd = h - a * q * t
-    dt_da = -t * (d * q + b * (sigma_b - sigma_db))
-    dt_db = -a * t * (sigma_b - sigma_db)
+    dt_da = -t * (d * q + b * sigma_diff)
+    dt_db = -a * t * sigma_diff
     sign = _sign(u)
     outside = (u < 0.0) | (u > 1.0)
     z = _clamp(u, 0.0, 1.0) + sign * t

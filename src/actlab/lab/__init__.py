@@ -32,6 +32,8 @@ _EXPORTS = {
     "SerialExecutor": "executors",
     "LocalExecutor": "executors",
     "RunEvent": "executors",
+    "make_executor": "executors",
+    "DaskExecutor": "dask_executor",
     "ResultStore": "store",
     "StoredRun": "store",
     "StoreError": "store",

@@ -36,6 +36,7 @@ __all__ = [
     "LocalExecutor",
     "ExecutorError",
     "make_executor",
+    "EXECUTORS",
     "plan_workers",
     "cpu_count",
 ]
@@ -85,6 +86,12 @@ class Executor(ABC):
     @abstractmethod
     def run(self, specs: Sequence[RunSpec], on_event: EventCallback | None = None) -> Iterator[RunResult]:
         """Yield one :class:`RunResult` per spec, as each completes."""
+
+    def describe(self, runs: int) -> str:
+        """Where ``runs`` runs will execute, for the user: ``"2 workers x 1 thread"``."""
+        workers, threads = min(self.workers, runs), self.threads
+        text = f"{workers} worker{'s' * (workers != 1)}"
+        return text + (f" x {threads} thread{'s' * (threads != 1)}" if threads else "")
 
 
 class SerialExecutor(Executor):
@@ -234,8 +241,39 @@ def plan_workers(workers: int | None, threads: int | None, runs: int) -> tuple[i
     return workers, threads or max(1, cores // workers)
 
 
-def make_executor(workers: int, threads: int | None = None) -> Executor:
-    """``workers == 1``: in this process; otherwise a :class:`LocalExecutor`."""
+EXECUTORS = ("local", "dask")
+
+
+def make_executor(
+    workers: int | None,
+    threads: int | None = None,
+    *,
+    kind: str = "local",
+    scheduler: str | None = None,
+    retries: int = 2,
+) -> Executor:
+    """An executor by ``kind``.
+
+    ``"local"``: this process when ``workers == 1``, otherwise a :class:`LocalExecutor`
+    (``workers`` is required). ``"dask"``: a
+    :class:`~actlab.lab.dask_executor.DaskExecutor` on a loopback cluster of
+    ``workers`` processes, or on the existing ``scheduler``; a worker that dies
+    mid-run costs that run up to ``retries`` new attempts.
+
+    Raises:
+        ValueError: an unknown ``kind``, or options that the kind does not take.
+        actlab.lab.dask_executor.DaskMissingError: ``kind="dask"`` without dask.distributed.
+    """
+    if kind == "dask":
+        from .dask_executor import DaskExecutor
+
+        return DaskExecutor(workers, threads, scheduler=scheduler, retries=retries)
+    if kind != "local":
+        raise ValueError(f"unknown executor {kind!r}; choose from {', '.join(EXECUTORS)}")
+    if scheduler is not None:
+        raise ValueError("a scheduler address needs the dask executor (--executor dask)")
+    if workers is None:
+        raise ValueError("the local executor needs a number of workers")
     if workers == 1:
         return SerialExecutor(threads)
     return LocalExecutor(workers, threads)
