@@ -83,6 +83,10 @@ def test_triton_on_a_cpu_tensor_is_a_clear_error(srs_op, monkeypatch):
 
 def test_triton_rejects_float64_and_ops_without_triton_math(srs_op, monkeypatch):
     pytest.importorskip("triton")
+    # Triton decides at decoration time whether a kernel is interpreted: import the kernels
+    # before switching the interpreter on, or later GPU builds in this process get interpreted ones.
+    from actlab.kernels import triton_kernels, triton_math  # noqa: F401
+
     monkeypatch.setenv("TRITON_INTERPRET", "1")  # lets CPU tensors through to the dtype and op checks
     with pytest.raises(ValueError, match="supports float32, float16 and bfloat16, got torch.float64"):
         dispatch.choose(srs_op, torch.empty(3, dtype=torch.float64), "triton")
