@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [1 << int(s) for s in args.sizes.split(",")]
     results = []
     print(f"threads={torch.get_num_threads()} cache={'warm' if args.warm else 'cold'}")
-    print(f"{'activation':12s} {'elements':>9s} {'fused ms':>9s} {'compiled ms':>11s} {'saved ms':>9s} {'compile s':>9s} {'break-even calls':>16s}")
+    print(
+        f"{'activation':12s} {'elements':>9s} {'fused ms':>9s} {'compiled ms':>11s} {'saved ms':>9s} {'compile s':>9s} {'break-even calls':>16s}"
+    )
     for name in args.activations.split(","):
         module = actlab.create(name)
         compile_s = None

@@ -107,7 +107,9 @@ def run(activation: str, seed: int, args: argparse.Namespace) -> dict:
                 history.append({"it": it + 1, "mse": nn.functional.mse_loss(pred, ye).item(), "r2": r2(ye, pred)})
             model.train()
             if args.verbose:
-                print(f"  {activation} seed {seed} it {it + 1}: eval MSE {history[-1]['mse']:.5f} R² {history[-1]['r2']:.4f}")
+                print(
+                    f"  {activation} seed {seed} it {it + 1}: eval MSE {history[-1]['mse']:.5f} R² {history[-1]['r2']:.4f}"
+                )
     model.eval()
     with torch.no_grad():
         xt, yt = sample(10_000, torch.Generator().manual_seed(99_999))

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from actlab.lab import analyse, load_config_file, read_results
 from actlab.lab.analysis import ComparisonTable, first_line
-from actlab.lab.config import RunSpec, StudyConfig, call_label
+from actlab.lab.config import RunSpec, StudyConfig
 from actlab.lab.report import caption, comparison_rows, figures_for, settings_line
 from actlab.lab.runner import RunResult
 from actlab.lab.stats import ALPHA, Comparison, compare, holm, summarize
@@ -71,7 +71,9 @@ def _compact_result(result: RunResult) -> dict:
 def export(name: str) -> Path:
     """``studies/results/<name>/results.sqlite`` → ``docs/results/data/<name>.json``."""
     runs = sorted(read_results(RESULTS_DIR / name), key=lambda r: r.config_hash)
-    records = [{"spec": r.spec.to_dict(), "result": _compact_result(r.result), "created_at": r.created_at} for r in runs]
+    records = [
+        {"spec": r.spec.to_dict(), "result": _compact_result(r.result), "created_at": r.created_at} for r in runs
+    ]
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     path = DATA_DIR / f"{name}.json"
     path.write_text(json.dumps({"study": name, "runs": records}, sort_keys=True, separators=(",", ":")) + "\n")
@@ -146,7 +148,7 @@ def decide(checks: Sequence[Check]) -> str:
 RULE = (
     "each claimed comparison is tested with the lab's Welch t-test (test metric over seeds), "
     f"p-values Holm-corrected over the study's claimed comparisons; **supported** when every one is "
-    f"significant (p < {ALPHA}) in the claimed direction (for a \"no worse than\" claim: not significantly "
+    f'significant (p < {ALPHA}) in the claimed direction (for a "no worse than" claim: not significantly '
     "worse and the mean within the stated tolerance), **not supported** when any is significant against "
     "the claim, **inconclusive** otherwise"
 )
@@ -303,7 +305,7 @@ def srs_verdict(tables, runs) -> Verdict:
                 -1,
             )
         )
-    return Verdict(decide(checks), checks, extra=["tolerance of the \"no worse\" checks: 0.01 accuracy (1 point)"])
+    return Verdict(decide(checks), checks, extra=['tolerance of the "no worse" checks: 0.01 accuracy (1 point)'])
 
 
 def slaf_verdict(tables, runs) -> Verdict:
@@ -319,11 +321,9 @@ def zorro_verdict(tables, runs, stress_tables=None) -> Verdict:
     (t,) = tables
     sign = _sign(t.higher_is_better)
     variants = [row.label for row in t.rows if row.label.startswith("zorro")]
-    checks = [
-        versus(t, v, ref, sign, kind="no_worse", tolerance=0.02) for v in variants for ref in ("gelu", "relu")
-    ]
+    checks = [versus(t, v, ref, sign, kind="no_worse", tolerance=0.02) for v in variants for ref in ("gelu", "relu")]
     verdict = decide(checks)
-    extra = ["tolerance of the \"no worse\" checks: 0.02 exact match (2 points)"]
+    extra = ['tolerance of the "no worse" checks: 0.02 exact match (2 points)']
     stress = _in_grid("zorro_lr_stress", load_runs("zorro_lr_stress") or [])
     if not stress:
         extra.append("learning-rate stress: not run yet")
@@ -367,7 +367,8 @@ def resnet_verdict(tables, runs) -> Verdict:
     verdict = (
         f"{len(better)} of {len(checks)} trainable activations significantly beat ReLU"
         + (f" ({', '.join(better)})" if better else "")
-        + f"; {len(worse)} significantly worse" + (f" ({', '.join(worse)})" if worse else "")
+        + f"; {len(worse)} significantly worse"
+        + (f" ({', '.join(worse)})" if worse else "")
     )
     rule = (
         "each trainable activation against ReLU with the lab's Welch t-test, Holm-corrected over the "
@@ -426,8 +427,7 @@ STUDIES = [
     Study(
         "zorro_transformer",
         "Zorro in a Transformer, and under a learning-rate stress",
-        "Zorro (Roodschild et al., 2024): Zorro functions are a stable replacement for ReLU and GELU in "
-        "Transformers.",
+        "Zorro (Roodschild et al., 2024): Zorro functions are a stable replacement for ReLU and GELU in Transformers.",
         lambda tables, runs: zorro_verdict(tables, runs),
         "num2words (1 000 training pairs) and a 2+2-layer Transformer of width 64, {config.epochs} epochs; "
         "the stress study (`zorro_lr_stress.toml`) trains the same grid for {zorro_lr_stress.epochs} epochs at lr "
@@ -538,8 +538,11 @@ def render_study(study: Study, figures: bool, lines: list[str]) -> str:
         "",
     ]
     if not runs:
-        lines += ["**Not run yet**: no export in `docs/results/data/`. Run the command above, then "
-                  "`scripts/make_results.py --export`.", ""]
+        lines += [
+            "**Not run yet**: no export in `docs/results/data/`. Run the command above, then "
+            "`scripts/make_results.py --export`.",
+            "",
+        ]
         return "not run yet"
     tables = _tables(study.name, runs)
     companion_runs = [r for c in companions for r in _in_grid(c, load_runs(c) or [])]

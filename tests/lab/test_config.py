@@ -151,13 +151,19 @@ def test_model_arms_carry_their_own_options_over_the_shared_ones():
     ]
     # Each arm is its own comparison; an arm spelled like the shared options is the same runs.
     assert len({s.group_key() for s in specs}) == 3
-    same = StudyConfig(models=["mlp"], activations=["relu"], seeds=[0], model_options={"mlp": {"hidden": 16, "depth": 2}})
+    same = StudyConfig(
+        models=["mlp"], activations=["relu"], seeds=[0], model_options={"mlp": {"hidden": 16, "depth": 2}}
+    )
     assert same.run_specs()[0].config_hash() == specs[0].config_hash()
 
 
 def test_model_choice_parsing():
     m = parse_model(" cnn(init='normal', batch_norm=False) ")
-    assert (m.name, dict(m.kwargs), m.label) == ("cnn", {"init": "normal", "batch_norm": False}, "cnn(batch_norm=False,init='normal')")
+    assert (m.name, dict(m.kwargs), m.label) == (
+        "cnn",
+        {"init": "normal", "batch_norm": False},
+        "cnn(batch_norm=False,init='normal')",
+    )
     assert parse_model("mlp").label == "mlp"
     for bad, message in [("mlp(8)", "by keyword"), ("mlp(depth=x)", "must be a literal"), ("mlp(depth=2", "closing")]:
         with pytest.raises(ConfigError, match=message):

@@ -25,7 +25,16 @@ import numpy as np
 
 from .analysis import ActivationRow, ComparisonTable
 
-__all__ = ["format_comparison", "comparison_rows", "caption", "settings_line", "write_report", "Figure", "figures_for", "atomic_write"]
+__all__ = [
+    "format_comparison",
+    "comparison_rows",
+    "caption",
+    "settings_line",
+    "write_report",
+    "Figure",
+    "figures_for",
+    "atomic_write",
+]
 
 _DASH = "-"
 
