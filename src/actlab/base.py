@@ -116,6 +116,18 @@ def check_numbers(owner: str, params: Sequence[Param], values: Sequence[Any]) ->
             p.constraint.check(f"{owner}: {p.name}", float(v))
 
 
+def check_channel_arguments(owner: str, num_parameters: Any, channel_dim: Any, dtype: torch.dtype | None) -> None:
+    """The PReLU-style constructor arguments every channel-aware activation takes, checked alike."""
+    if isinstance(num_parameters, bool) or not isinstance(num_parameters, int) or num_parameters < 1:
+        raise ValueError(
+            f"{owner}: num_parameters must be a positive integer (1 = shared, C = per channel), got {num_parameters!r}"
+        )
+    if isinstance(channel_dim, bool) or not isinstance(channel_dim, int):
+        raise ValueError(f"{owner}: channel_dim must be an integer axis, got {channel_dim!r}")
+    if dtype is not None and not dtype.is_floating_point:
+        raise ValueError(f"{owner}: dtype must be a floating-point dtype, got {dtype}")
+
+
 class Activation(nn.Module):
     """An actlab activation: evaluates ``op`` through the selected backend.
 
@@ -207,15 +219,7 @@ class ParametricActivation(Activation):
         if params is not None:
             # Declarations that depend on constructor arguments (e.g. PAU's degrees).
             self.params = tuple(params)
-        name = type(self).__name__
-        if isinstance(num_parameters, bool) or not isinstance(num_parameters, int) or num_parameters < 1:
-            raise ValueError(
-                f"{name}: num_parameters must be a positive integer (1 = shared, C = per channel), got {num_parameters!r}"
-            )
-        if isinstance(channel_dim, bool) or not isinstance(channel_dim, int):
-            raise ValueError(f"{name}: channel_dim must be an integer axis, got {channel_dim!r}")
-        if dtype is not None and not dtype.is_floating_point:
-            raise ValueError(f"{name}: dtype must be a floating-point dtype, got {dtype}")
+        check_channel_arguments(type(self).__name__, num_parameters, channel_dim, dtype)
         self.num_parameters = num_parameters
         self.channel_dim = channel_dim
         self.trainable = bool(trainable)

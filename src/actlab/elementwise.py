@@ -126,6 +126,27 @@ def _make_fused_function(op: ElementwiseOp) -> type:
     return type(name, (torch.autograd.Function,), body)
 
 
+def channel_axis(x: Tensor, channels: int, channel_dim: int, subject: str) -> int:
+    """The non-negative axis of ``x`` that holds ``channels`` channels, or a ValueError that says
+    what to change. ``subject`` names what has that many channels ("parameter 'alpha' has 4
+    per-channel values")."""
+    if x.dim() < 2:
+        raise ValueError(
+            f"{subject} but the input has {x.dim()} dimension(s) "
+            "and so no channel dimension; use num_parameters=1 or give the input a channel dimension"
+        )
+    dim = channel_dim if channel_dim >= 0 else channel_dim + x.dim()
+    if not 0 <= dim < x.dim():
+        raise ValueError(f"channel_dim={channel_dim} is out of range for an input with {x.dim()} dimensions")
+    if x.shape[dim] != channels:
+        raise ValueError(
+            f"{subject} but the input has {x.shape[dim]} channels "
+            f"along channel_dim={channel_dim} (input shape {tuple(x.shape)}); "
+            "set num_parameters to the channel count, or channel_dim to the right axis"
+        )
+    return dim
+
+
 def param_tensor(value: ParamLike, name: str, x: Tensor, channel_dim: int) -> Tensor:
     """Shape a parameter for broadcasting against ``x``: scalar, or one value per channel."""
     if not isinstance(value, Tensor):
@@ -136,20 +157,7 @@ def param_tensor(value: ParamLike, name: str, x: Tensor, channel_dim: int) -> Te
         raise ValueError(
             f"parameter {name!r} must be a scalar or a 1-D tensor of per-channel values, got shape {tuple(value.shape)}"
         )
-    if x.dim() < 2:
-        raise ValueError(
-            f"parameter {name!r} has {value.numel()} per-channel values but the input has {x.dim()} dimension(s) "
-            "and so no channel dimension; use num_parameters=1 or give the input a channel dimension"
-        )
-    dim = channel_dim if channel_dim >= 0 else channel_dim + x.dim()
-    if not 0 <= dim < x.dim():
-        raise ValueError(f"channel_dim={channel_dim} is out of range for an input with {x.dim()} dimensions")
-    if x.shape[dim] != value.numel():
-        raise ValueError(
-            f"parameter {name!r} has {value.numel()} per-channel values but the input has {x.shape[dim]} channels "
-            f"along channel_dim={channel_dim} (input shape {tuple(x.shape)}); "
-            "set num_parameters to the channel count, or channel_dim to the right axis"
-        )
+    dim = channel_axis(x, value.numel(), channel_dim, f"parameter {name!r} has {value.numel()} per-channel values")
     shape = [1] * x.dim()
     shape[dim] = value.numel()
     return value.reshape(shape)

@@ -45,7 +45,8 @@ from torch import Tensor, nn
 
 from .. import cpab
 from ..backend import get_backend
-from ..base import Activation
+from ..base import Activation, check_channel_arguments
+from ..elementwise import channel_axis
 from ..kernels import dispatch
 from ..registry import ParameterInfo, register
 
@@ -116,20 +117,7 @@ def _channel_offsets(x: Tensor, channels: int, stride: int, channel_dim: int) ->
     """Per-element offset c·stride of the row of channel c in a flattened (C, stride) table (int32)."""
     if channels == 1:
         return None
-    if x.dim() < 2:
-        raise ValueError(
-            f"DiTAC has {channels} per-channel θ rows but the input has {x.dim()} dimension(s) and so no channel "
-            "dimension; use num_parameters=1 or give the input a channel dimension"
-        )
-    dim = channel_dim if channel_dim >= 0 else channel_dim + x.dim()
-    if not 0 <= dim < x.dim():
-        raise ValueError(f"channel_dim={channel_dim} is out of range for an input with {x.dim()} dimensions")
-    if x.shape[dim] != channels:
-        raise ValueError(
-            f"DiTAC has {channels} per-channel θ rows but the input has {x.shape[dim]} channels along "
-            f"channel_dim={channel_dim} (input shape {tuple(x.shape)}); set num_parameters to the channel count, "
-            "or channel_dim to the right axis"
-        )
+    dim = channel_axis(x, channels, channel_dim, f"DiTAC has {channels} per-channel θ rows")
     shape = [1] * x.dim()
     shape[dim] = channels
     return (torch.arange(channels, device=x.device, dtype=torch.int32) * stride).reshape(shape)
@@ -1006,14 +994,7 @@ class DiTAC(Activation):
         self.reg_variance = _check_positive(name, "reg_variance", reg_variance)
         if released_gradient_lambda is not None:
             released_gradient_lambda = _check_positive(name, "released_gradient_lambda", released_gradient_lambda)
-        if isinstance(num_parameters, bool) or not isinstance(num_parameters, int) or num_parameters < 1:
-            raise ValueError(
-                f"{name}: num_parameters must be a positive integer (1 = shared, C = per channel), got {num_parameters!r}"
-            )
-        if isinstance(channel_dim, bool) or not isinstance(channel_dim, int):
-            raise ValueError(f"{name}: channel_dim must be an integer axis, got {channel_dim!r}")
-        if dtype is not None and not dtype.is_floating_point:
-            raise ValueError(f"{name}: dtype must be a floating-point dtype, got {dtype}")
+        check_channel_arguments(name, num_parameters, channel_dim, dtype)
         self.cells = cells
         self.mode = mode
         self.lut_interp = lut_interp

@@ -46,7 +46,7 @@ import torch
 from torch import Tensor, nn
 
 from ..backend import check_backend, get_backend
-from ..base import Activation
+from ..base import Activation, check_channel_arguments
 from ..elementwise import compute_dtype, param_tensor
 from ..registry import ParameterInfo, register
 
@@ -791,8 +791,7 @@ class SLAF(Activation):
                 f"{name}: num_parameters={num_parameters} and num_features={num_features} both count channels "
                 "and must agree (or one of them must be 1)"
             )
-        if isinstance(channel_dim, bool) or not isinstance(channel_dim, int):
-            raise ValueError(f"{name}: channel_dim must be an integer axis, got {channel_dim!r}")
+        check_channel_arguments(name, num_parameters, channel_dim, dtype)
         if not (isinstance(momentum, (int, float)) and 0.0 <= momentum <= 1.0):
             raise ValueError(f"{name}: momentum must be a number in [0, 1], got {momentum!r}")
         if not (isinstance(eps, (int, float)) and eps > 0 and math.isfinite(eps)):
@@ -800,8 +799,6 @@ class SLAF(Activation):
         if not (isinstance(init_std, (int, float)) and init_std >= 0 and math.isfinite(init_std)):
             raise ValueError(f"{name}: init_std must be a finite number >= 0, got {init_std!r}")
         lo, hi = self._check_range(init_range)
-        if dtype is not None and not dtype.is_floating_point:
-            raise ValueError(f"{name}: dtype must be a floating-point dtype, got {dtype}")
         self.num_parameters = num_parameters
         self.num_features = num_features
         self.channel_dim = channel_dim
