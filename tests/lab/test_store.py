@@ -132,6 +132,34 @@ def test_two_processes_writing_the_same_database_lose_nothing(tmp_path):
     assert all(r.result.test_value == r.spec.seed / 1000 for r in runs)
 
 
+def _open_fresh_folders(folders: list[str], barrier) -> None:
+    for folder in folders:
+        barrier.wait(30)  # a worker that failed breaks the barrier instead of hanging the others
+        with ResultStore(folder) as store:
+            spec = make_spec(seed=0)
+            store.record(spec, make_result(spec, value=0.5))
+
+
+def test_processes_creating_the_same_fresh_database_at_once_all_succeed(tmp_path):
+    # Workers of one study starting together on a new --out folder. SQLite refuses the switch to
+    # WAL with "database is locked" without waiting when another process opens the file at that
+    # moment; before the store retried, about half of these openings failed.
+    ctx = multiprocessing.get_context("spawn")
+    folders = [str(tmp_path / f"study{i}") for i in range(6)]
+    barrier = ctx.Barrier(3)
+    workers = [ctx.Process(target=_open_fresh_folders, args=(folders, barrier)) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert [w.exitcode for w in workers] == [0, 0, 0]
+    for folder in folders:
+        assert len(read_results(folder)) == 1
+        db = sqlite3.connect(Path(folder) / "results.sqlite")
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        db.close()
+
+
 _WRITER = """
 import sys
 sys.path.insert(0, {root!r})

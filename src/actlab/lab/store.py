@@ -23,6 +23,7 @@ import datetime as _dt
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -134,7 +135,7 @@ class ResultStore:
         try:
             with self._errors("open"):
                 self._db.execute("PRAGMA synchronous = FULL")
-                self._check_or_create_schema(create)
+                self._retry_while_busy(lambda: self._check_or_create_schema(create))
         except BaseException:
             self._db.close()
             raise
@@ -164,6 +165,25 @@ class ResultStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def _retry_while_busy(self, step: Any) -> Any:
+        """Run ``step``, retrying it while another process holds the database.
+
+        SQLite answers "database is locked" without waiting on its busy timeout in a few cases,
+        notably switching a new file to WAL while a second process opens it at the same moment
+        (two workers starting a study on a fresh folder). ``step`` must be idempotent.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        delay = 0.01
+        while True:
+            try:
+                return step()
+            except sqlite3.OperationalError as err:
+                text = str(err)
+                if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(2 * delay, 0.5)
 
     def _check_or_create_schema(self, create: bool) -> None:
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
