@@ -442,7 +442,10 @@ STUDIES = [
         "ResNet-8 of widths 8/16/32 on 1 000 Fashion-MNIST training images for 2 epochs: far from "
         "convergence, so this ranks early learning speed as much as final accuracy. SAU, Swish, APA, EELU "
         "and Sqish are left out for compute (add them to the file to include them). Times come from a "
-        "shared, heavily loaded 2-core machine and are noisy.",
+        "shared 2-core machine running two studies' runs at once, so they are noisy; they are medians over "
+        "seeds (one ReLU run was timed on a much busier machine). At this size (about 0.4 M elements per "
+        "activation call) the activations run their eager fused paths; `benchmarks/speed.py` measures "
+        "the kernels alone.",
         times=True,
     ),
 ]

@@ -41,6 +41,19 @@ def study_runs(seeds=(0, 1, 2), srs_values=(0.95, 0.96, 0.97), relu_values=(0.90
     return runs
 
 
+def test_the_time_ratio_is_robust_to_one_run_timed_on_a_busy_machine():
+    runs = []
+    for seed, relu_time in enumerate((0.1, 0.1, 2.0)):  # one baseline run 20x slower (a loaded machine)
+        s = make_spec(seed, "relu")
+        runs.append(stored(s, make_result(s, 0.9, epoch_time_s=relu_time)))
+        s = make_spec(seed, "srs")
+        runs.append(stored(s, make_result(s, 0.9, epoch_time_s=0.2)))
+    (table,) = analyse(runs, baseline="relu", test="welch", order=["relu", "srs"])
+    srs = next(r for r in table.rows if r.label == "srs")
+    assert srs.time_ratio == pytest.approx(2.0)  # the median; the mean would give 0.27
+    assert "per epoch (median over epochs and seeds)" in format_comparison(table)
+
+
 def test_table_ranks_marks_the_baseline_and_reports_ratios():
     (table,) = analyse(study_runs(), baseline="relu", test="welch", order=["relu", "srs", "gelu"])
     assert [r.label for r in table.rows] == ["srs", "gelu", "relu"]

@@ -92,6 +92,11 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
+def _median(values: Iterable[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.median(vals)) if vals else None
+
+
 def _ratio(value: float | None, reference: float | None) -> float | None:
     return value / reference if value is not None and reference else None
 
@@ -118,7 +123,9 @@ def _table(key: str, runs: list[StoredRun], baseline: str, test: str, order: Seq
             values=values,
             failures={r.spec.seed: first_line(r.result.error) for r in label_runs if not r.result.ok},
             summary=summarize(list(values.values())) if values else None,
-            epoch_time_s=_mean(r.result.epoch_time_s for r in good),
+            # Median over seeds: one run timed while the machine was busy (another study,
+            # a resumed run from another day) must not move the time ratio.
+            epoch_time_s=_median(r.result.epoch_time_s for r in good),
             saved_tensor_bytes=_mean(r.result.saved_tensor_bytes for r in good),
             peak_rss_bytes=max((r.result.peak_rss_bytes for r in good if r.result.peak_rss_bytes), default=None),
             runs=sorted(label_runs, key=lambda r: r.spec.seed),

@@ -162,7 +162,7 @@ def _footnotes(table: ComparisonTable) -> list[str]:
     if base is not None and base.epoch_time_s is not None:
         lines.append(
             f"time/epoch and saved mem are relative to {table.baseline}: {_seconds(base.epoch_time_s)} per epoch "
-            f"(median), {_bytes(base.saved_tensor_bytes)} saved for backward per training step"
+            f"(median over epochs and seeds), {_bytes(base.saved_tensor_bytes)} saved for backward per training step"
         )
     return lines
 
