@@ -411,3 +411,24 @@ def test_non_finite_parameters_propagate(eager_engine):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         run(op, params, torch.randn(10), 1, "compiled")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_traced_for_the_cpu_log1p_is_a_series_as_accurate_as_log1p(dtype):
+    """Under torch.compile on CPU, log1p on [0, 1] is a series (actlab._math.log1p_of_unit): within 2 ulp of log1p."""
+    from actlab._math import log1p_of_unit
+
+    graphs = []
+
+    def capture(gm, example_inputs):  # a Dynamo backend that runs the traced graph as it is
+        graphs.append(gm)
+        return gm.forward
+
+    e = torch.cat([torch.linspace(0, 1, 20001, dtype=torch.float64), torch.logspace(-40, -1, 400, dtype=torch.float64)])
+    e = e.to(dtype)
+    got = torch.compile(log1p_of_unit, backend=capture, fullgraph=True, dynamic=False)(e).double()
+    assert len(graphs) == 1 and "log1p" not in graphs[0].code
+    want = torch.log1p(e.double())
+    rel = ((got - want).abs() / want.clamp_min(torch.finfo(dtype).tiny)).max().item()
+    assert rel <= 2 * torch.finfo(dtype).eps
+    assert torch.equal(log1p_of_unit(e), torch.log1p(e))  # eager: torch.log1p itself

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._math import softplus, softplus_and_sigmoid
+from .._math import softplus, softplus_and_sigmoid, softplus_by_series
 from ..base import Param, ParametricActivation, Positive, Real, check_numbers
 from ..elementwise import ElementwiseOp, ParamLike, apply
 from ..registry import register
@@ -38,24 +38,29 @@ def _exponent(z: Tensor, lam: Tensor, kappa: Tensor) -> Tensor:
     return (kappa * z).clamp(-_KZ_LIMIT, _KZ_LIMIT) - torch.log(lam)
 
 
-def _log_apa(z: Tensor, lam: Tensor, kappa: Tensor) -> Tensor:
-    return -softplus(-_exponent(z, lam, kappa)) / lam
+def _log_apa(z: Tensor, lam: Tensor, kappa: Tensor, softplus_fn=softplus) -> Tensor:
+    return -softplus_fn(-_exponent(z, lam, kappa)) * (1 / lam)
 
 
 def _apa_partials(z: Tensor, lam: Tensor, kappa: Tensor):
     sp, s = softplus_and_sigmoid(-_exponent(z, lam, kappa))
-    log_p = -sp / lam
+    inv_lam = 1 / lam
+    log_p = -sp * inv_lam
     p = torch.exp(log_p)
     # softplus(-u)·p = -λ·ln(p)·p stays finite where softplus(-u) is huge and p = 0.
     sp_p = -lam * log_p * p
-    dp_dz = p * kappa * s / lam
-    dp_dkappa = p * z * s / lam
-    dp_dlam = (sp_p - p * s) / (lam * lam)
+    ps_over_lam = p * s * inv_lam
+    dp_dz = ps_over_lam * kappa
+    dp_dkappa = ps_over_lam * z
+    dp_dlam = (sp_p - p * s) * (inv_lam * inv_lam)
     return p, dp_dz, dp_dlam, dp_dkappa
 
 
-def _apa_forward(z, lam, kappa):
-    return torch.exp(_log_apa(z, lam, kappa))
+def _apa_value(softplus_fn):
+    def value(z, lam, kappa):
+        return torch.exp(_log_apa(z, lam, kappa, softplus_fn))
+
+    return value
 
 
 def _apa_derivatives(z, lam, kappa):
@@ -63,8 +68,13 @@ def _apa_derivatives(z, lam, kappa):
     return dp_dz, dp_dlam, dp_dkappa
 
 
-def _aglu_forward(z, lam, kappa):
-    return z * _apa_forward(z, lam, kappa)
+def _aglu_value(softplus_fn):
+    apa_value = _apa_value(softplus_fn)
+
+    def value(z, lam, kappa):
+        return z * apa_value(z, lam, kappa)
+
+    return value
 
 
 def _aglu_derivatives(z, lam, kappa):
@@ -72,8 +82,14 @@ def _aglu_derivatives(z, lam, kappa):
     return p + z * dp_dz, z * dp_dlam, z * dp_dkappa
 
 
-APA_OP = ElementwiseOp("apa", ("lam", "kappa"), _apa_forward, _apa_derivatives)
-AGLU_OP = ElementwiseOp("aglu", ("lam", "kappa"), _aglu_forward, _aglu_derivatives)
+# The references go through torch's softplus; the fused paths' values through the
+# cheaper series form (see actlab._math.log1p_of_unit).
+APA_OP = ElementwiseOp(
+    "apa", ("lam", "kappa"), _apa_value(softplus), _apa_derivatives, value=_apa_value(softplus_by_series)
+)
+AGLU_OP = ElementwiseOp(
+    "aglu", ("lam", "kappa"), _aglu_value(softplus), _aglu_derivatives, value=_aglu_value(softplus_by_series)
+)
 
 _PARAMS = (Param("lam", 1.0, Positive(1e-4)), Param("kappa", 1.0, Real()))
 

@@ -47,17 +47,38 @@ def _tail_and_density(x: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
     return tail, density
 
 
-def _forward(x: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
-    tail, density = _tail_and_density(x, sigma)
-    return x * (1 - (1 - alpha) * tail) + (1 - alpha) * sigma * density
+def _fast_tail_and_density(x: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
+    """Φ(-x/σ) and φ(x/σ) for the fused paths, which are never differentiated by autograd.
+
+    ``(1 - erf)/2`` instead of ``erfc/2``: inductor's CPU code evaluates erfc
+    about four times slower than erf. The tail keeps its absolute precision (one
+    rounding of 1), which is all SAU needs: Φ(-z) is added to 1 in the value and
+    in ∂/∂x, and in ∂/∂α = x·Φ(-z) - σ·φ(z) the two terms are within one
+    rounding of each other for large z in the reference too. No saturation
+    guards: erf is ±1 and the density 0 at |z| = ∞, which are the exact limits.
+    """
+    z = x * (1 / sigma)
+    tail = 0.5 - 0.5 * torch.erf(z * _INV_SQRT2)
+    density = _INV_SQRT_2PI * torch.exp(-0.5 * z * z)
+    return tail, density
+
+
+def _value(tail_and_density):
+    def value(x: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+        tail, density = tail_and_density(x, sigma)
+        return x * (1 - (1 - alpha) * tail) + (1 - alpha) * sigma * density
+
+    return value
 
 
 def _derivatives(x: Tensor, alpha: Tensor, sigma: Tensor):
-    tail, density = _tail_and_density(x, sigma)
+    tail, density = _fast_tail_and_density(x, sigma)
     return 1 - (1 - alpha) * tail, x * tail - sigma * density, (1 - alpha) * density
 
 
-SAU_OP = ElementwiseOp("sau", ("alpha", "sigma"), _forward, _derivatives)
+SAU_OP = ElementwiseOp(
+    "sau", ("alpha", "sigma"), _value(_tail_and_density), _derivatives, value=_value(_fast_tail_and_density)
+)
 
 _PARAMS = (Param("alpha", 0.01, Real()), Param("sigma", 1.0, Positive(1e-4)))
 

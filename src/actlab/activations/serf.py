@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._math import softplus, softplus_and_sigmoid
+from .._math import softplus, softplus_and_sigmoid, softplus_by_series
 from ..base import Activation
 from ..elementwise import ElementwiseOp, apply
 from ..registry import register
@@ -35,11 +35,14 @@ _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 _NEGLIGIBLE = -1e4
 
 
-def _forward(x: Tensor) -> Tensor:
-    # Autograd would form x·(2/√π) = -∞ for x near the float limit and multiply it
-    # by sigmoid(x) = 0; such inputs are routed to 0, which is their exact value.
-    x = torch.where(x < _NEGLIGIBLE, torch.zeros_like(x), x)
-    return x * torch.erf(softplus(x))
+def _value(softplus_fn):
+    def value(x: Tensor) -> Tensor:
+        # Autograd would form x·(2/√π) = -∞ for x near the float limit and multiply it
+        # by sigmoid(x) = 0; such inputs are routed to 0, which is their exact value.
+        x = torch.where(x < _NEGLIGIBLE, torch.zeros_like(x), x)
+        return x * torch.erf(softplus_fn(x))
+
+    return value
 
 
 def _derivatives(x: Tensor) -> tuple[Tensor]:
@@ -47,7 +50,7 @@ def _derivatives(x: Tensor) -> tuple[Tensor]:
     return (torch.erf(sp) + x * sigmoid * (_TWO_OVER_SQRT_PI * torch.exp(-sp * sp)),)
 
 
-SERF_OP = ElementwiseOp("serf", (), _forward, _derivatives)
+SERF_OP = ElementwiseOp("serf", (), _value(softplus), _derivatives, value=_value(softplus_by_series))
 
 
 def serf(x: Tensor, *, backend: str | None = None) -> Tensor:

@@ -17,8 +17,9 @@ which never overflows. With w = ln β - 2γcx, c = 1 - α:
     ∂/∂β = -c·x·s·σ(w)/(2β)
     ∂/∂γ = c²·x·(x·s·σ(w))
 
-(x·s·σ(w) is bounded, so the products are formed in that order; the derivatives
-take softplus(w) and σ(w) from one exponential, :func:`actlab._math.softplus_and_sigmoid`.)
+(x·s·σ(w) is bounded, so the products are formed in that order.) The reference
+is autograd through the softplus form; the fused paths take s and σ(w) from one
+exponential and one reciprocal square root (:func:`_gate_and_sigmoid`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._math import softplus, softplus_and_sigmoid
+from .._math import exp_of_minus_abs, softplus
 from ..base import Param, ParametricActivation, Positive, Real, check_numbers
 from ..elementwise import ElementwiseOp, ParamLike, apply
 from ..registry import register
@@ -51,19 +52,36 @@ def _forward(x, alpha, beta, gamma):
     return alpha * x + (1 - alpha) * x * s
 
 
+def _gate_and_sigmoid(w: Tensor) -> tuple[Tensor, Tensor]:
+    """(s, σ(w)) with s = (1 + e^w)^(-1/2), from one exponential and one reciprocal square root.
+
+    With h = e^{-|w|/2} <= 1 and r = (1 + h²)^(-1/2): s = h·r, σ = r² for w >= 0 and
+    s = r, σ = h²·r² for w < 0. No logarithm, no division (the fused paths' form).
+    """
+    positive, h = exp_of_minus_abs(0.5 * w)
+    e = h * h
+    r = torch.rsqrt(1 + e)
+    ones = torch.ones_like(h)
+    return torch.where(positive, h, ones) * r, torch.where(positive, ones, e) * (r * r)
+
+
+def _value(x, alpha, beta, gamma):
+    s, _ = _gate_and_sigmoid(_gate_argument(x, alpha, beta, gamma))
+    return alpha * x + (1 - alpha) * x * s
+
+
 def _derivatives(x, alpha, beta, gamma):
-    sp, sigmoid = softplus_and_sigmoid(_gate_argument(x, alpha, beta, gamma))
-    s = torch.exp(-0.5 * sp)
+    s, sigmoid = _gate_and_sigmoid(_gate_argument(x, alpha, beta, gamma))
     c = 1 - alpha
     xs_sig = x * s * sigmoid
     d_x = alpha + c * s + c * c * gamma * xs_sig
     d_alpha = x * (1 - s) - c * gamma * x * xs_sig
-    d_beta = -c * xs_sig / (2 * beta)
+    d_beta = -c * xs_sig * (0.5 / beta)
     d_gamma = c * c * x * xs_sig
     return d_x, d_alpha, d_beta, d_gamma
 
 
-SQISH_OP = ElementwiseOp("sqish", ("alpha", "beta", "gamma"), _forward, _derivatives)
+SQISH_OP = ElementwiseOp("sqish", ("alpha", "beta", "gamma"), _forward, _derivatives, value=_value)
 
 _PARAMS = (Param("alpha", 0.1, Real()), Param("beta", 1.0, Positive(1e-6)), Param("gamma", 1.0, Real()))
 

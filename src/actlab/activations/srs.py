@@ -16,8 +16,9 @@ whose numerators are bounded (|x·G| <= beta/e) so nothing overflows to NaN.
 For x > 1 the value is computed as ``1 / (1/alpha + G/x)``, so that huge x
 (where ``x/alpha`` could overflow) still gives alpha. The reference ``forward``
 evaluates three exponentials so that each autograd branch sees only its own
-region; the fused paths' value (``_value``) needs only G: ``x·G/D`` for x < 0
-and ``1 / (1/alpha + G/x)`` for every x >= 0.
+region; the fused paths (value and derivatives, :func:`_value_and_reciprocal`)
+need only G and one division, 1/D: SRS = x·G/D for x < 0 and x/D for x >= 0
+(alpha where x/alpha overflows).
 
 The denominator has a zero — a pole of SRS — once beta >= e·alpha (its minimum
 over x is (beta/alpha)·(1 - ln(beta/alpha))). The paper's "alpha, beta > 0" is
@@ -62,27 +63,36 @@ def _forward(x: Tensor, alpha: Tensor, beta: Tensor) -> Tensor:
     return torch.where(x < 0, negative, torch.where(large, big, middle))
 
 
-def _value_from(x: Tensor, alpha: Tensor, g: Tensor, xg: Tensor, negative: Tensor, d: Tensor) -> Tensor:
-    # 1/(1/alpha + G/x) is exact for every x >= 0 (G/x = inf at 0 gives 0).
-    return torch.where(negative, xg / d, 1 / (1 / alpha + g / x))
+def _value_and_reciprocal(x: Tensor, alpha: Tensor, beta: Tensor):
+    """(SRS, G, x·G, x < 0, 1/D) with one exponential and one division per element.
+
+    The fused paths use these (they never differentiate the value); per-element
+    divisions cost as much as the exponential on CPU, so every other quotient is a
+    product with the per-channel reciprocals. ``x·r`` for x >= 0 is ``inf·0`` only
+    where x/alpha overflows, where SRS is alpha.
+    """
+    inv_alpha = 1 / alpha
+    g = torch.exp(-x.abs() * (1 / beta))
+    xg = x * g
+    negative = x < 0
+    r = 1 / torch.where(negative, xg * inv_alpha + 1, x * inv_alpha + g)
+    y = torch.where(negative, xg * r, torch.where(r == 0, alpha, x * r))
+    return y, g, xg, negative, r
 
 
 def _value(x: Tensor, alpha: Tensor, beta: Tensor) -> Tensor:
     """The value with one exponential (not differentiated: used by the fused and compiled paths)."""
-    g, xg = _scaled(x, beta)
-    negative = x < 0
-    return _value_from(x, alpha, g, xg, negative, xg / alpha + 1)
+    return _value_and_reciprocal(x, alpha, beta)[0]
 
 
 def _derivatives(x: Tensor, alpha: Tensor, beta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    g, xg = _scaled(x, beta)
-    negative = x < 0
-    d = torch.where(negative, xg / alpha + 1, x / alpha + g)
-    d2 = d * d
-    y = _value_from(x, alpha, g, xg, negative, d)
-    d_x = (g + xg / beta) / d2
-    d_alpha = (y / alpha) ** 2
-    d_beta = -(x * xg) / (beta * beta * d2)
+    y, g, xg, _, r = _value_and_reciprocal(x, alpha, beta)
+    inv_beta = 1 / beta
+    r2 = r * r
+    d_x = (g + xg * inv_beta) * r2
+    y_over_alpha = y * (1 / alpha)
+    d_alpha = y_over_alpha * y_over_alpha
+    d_beta = -(x * xg) * (inv_beta * inv_beta) * r2
     return d_x, d_alpha, d_beta
 
 
