@@ -59,26 +59,24 @@ NATIVE_ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.LogSigmoid,
 )
 
-#: The native classes that serve as a network's hidden-layer nonlinearity. The
-#: others (Sigmoid, Tanh, Hardtanh, Hardsigmoid, Softsign, Tanhshrink,
-#: LogSigmoid, Softplus) are mostly gates, output squashers or positivity maps
-#: (squeeze-excitation gates, LSTM-style gates, variance heads): replacing
-#: them changes what the model computes, not just its nonlinearity, so model
-#: surgery leaves them alone unless asked for them explicitly.
-HIDDEN_ACTIVATIONS: tuple[type[nn.Module], ...] = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.PReLU,
-    nn.RReLU,
-    nn.ELU,
-    nn.CELU,
-    nn.SELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Hardswish,
+#: Native classes that are mostly gates, output squashers or positivity maps
+#: (squeeze-excitation gates, LSTM-style gates, variance heads): replacing them
+#: changes what the model computes, not just its nonlinearity, so model surgery
+#: leaves them alone unless asked for them explicitly.
+GATE_ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    nn.Softplus,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Hardtanh,
+    nn.Hardsigmoid,
+    nn.Softsign,
+    nn.Tanhshrink,
+    nn.LogSigmoid,
 )
+
+#: The native classes that serve as a network's hidden-layer nonlinearity: the
+#: native activations less the gates above (model surgery's default ``old``).
+HIDDEN_ACTIVATIONS: tuple[type[nn.Module], ...] = tuple(c for c in NATIVE_ACTIVATIONS if c not in GATE_ACTIVATIONS)
 
 
 def is_activation(module: nn.Module) -> bool:
