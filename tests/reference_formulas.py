@@ -122,7 +122,15 @@ CASES = {
     "aglu": (aglu, [{}, {"lam": 0.3, "kappa": 1.7}, {"lam": 2.5, "kappa": -0.6}]),
     "sau": (sau, [{}, {"alpha": 0.2, "sigma": 0.4}]),
     "sqish": (sqish, [{}, {"alpha": 0.3, "beta": 2.0, "gamma": 0.5}]),
-    "pau": (pau, [{}, {"numerator": (0.1, 1.0, -0.2, 0.05), "denominator": (0.3, -0.7)}]),
+    "pau": (
+        pau,
+        [
+            {},
+            {"numerator": (0.1, 1.0, -0.2, 0.05), "denominator": (0.3, -0.7)},
+            # odd denominator degree: the scaled monomials carry sign(x)^n for |x| > 1
+            {"numerator": (0.2, -1.1, 0.4, 0.3, -0.05), "denominator": (0.5, 0.1, -0.6)},
+        ],
+    ),
     "swish": (swish, [{}, {"beta": 1.702}, {"beta": -0.4}]),
 }
 

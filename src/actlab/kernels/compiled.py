@@ -138,7 +138,12 @@ def run(name: str, key: tuple, make: Callable[[], Callable], args: Sequence[Tens
     if full_key in _built:
         return fn(*args)
     try:  # the first call compiles
-        out = fn(*args)
+        # Python numbers the kernels close over (interval ends, table sizes, module constants) become
+        # constants of the C++/Triton code: with dynamic=True Dynamo would otherwise pass
+        # each as a float64 input that every loop iteration loads and converts. Only this
+        # call traces; later calls only check the guards on those values.
+        with torch._dynamo.config.patch(specialize_float=True, specialize_int=True):
+            out = fn(*args)
     except Exception as err:
         raise KernelUnavailable(f"torch.compile of {name} failed") from err
     _built.add(full_key)
