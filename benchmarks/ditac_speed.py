@@ -21,6 +21,7 @@ elements.
 
     python benchmarks/ditac_speed.py --threads 1            # 2^22 float32 on CPU (and CUDA if present)
     python benchmarks/ditac_speed.py --log2-size 20 --threads 1 --json out.json
+    python benchmarks/ditac_speed.py --threads 1 --keep-freed-memory   # no page faults in any path (glibc)
 """
 
 from __future__ import annotations
@@ -125,7 +126,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--device", action="append", help="cpu and/or cuda (default: cpu, plus cuda if available)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="keep freed memory in the process (glibc), so no path pays page faults for fresh buffers",
+    )
     args = parser.parse_args()
+    if args.keep_freed_memory:
+        from _allocator import keep_freed_memory  # a sibling module: the scripts run from benchmarks/
+
+        keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = args.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
@@ -135,6 +145,7 @@ def main() -> None:
         "dtype": "float32",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "keep_freed_memory": args.keep_freed_memory,
         "compile_threshold": dispatch.COMPILE_THRESHOLD,
         "machine": platform.processor() or platform.machine(),
         "init": "prior",

@@ -13,6 +13,7 @@ Usage::
     python benchmarks/speed.py --quick                  # fewer repeats, smaller end-to-end run
     python benchmarks/speed.py --activations srs,serf --json speed.json
     python benchmarks/speed.py --device cpu --per-channel --no-end-to-end
+    python benchmarks/speed.py --threads 1 --keep-freed-memory     # no page faults in any path (glibc)
 
 Timing method: every candidate is run in the same loop as SiLU, round-robin,
 so that load on a shared machine affects both alike; the figure is the ratio
@@ -367,7 +368,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-micro", action="store_true", help="skip the per-activation figures")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="keep freed memory in the process (glibc), so no path pays page faults for fresh buffers",
+    )
     args = parser.parse_args(argv)
+    if args.keep_freed_memory:
+        from _allocator import keep_freed_memory  # a sibling module: the scripts run from benchmarks/
+
+        keep_freed_memory()
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -388,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "threads": torch.get_num_threads(),
+        "keep_freed_memory": args.keep_freed_memory,
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "compile_threshold": __import__("actlab.kernels.dispatch", fromlist=["x"]).COMPILE_THRESHOLD,
     }
