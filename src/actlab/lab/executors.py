@@ -64,6 +64,26 @@ class _Aborted(BaseException):
     """Raised inside a worker's run when the driver gives up; a BaseException so the run is not recorded."""
 
 
+class _AbortFlag:
+    """A flag the driver sets and the workers read, with no lock to leave held.
+
+    ``multiprocessing.Event`` guards its flag with a semaphore: a worker killed
+    (OOM, SIGKILL) inside ``is_set()`` leaves it held for ever, and the driver's
+    ``set()`` then blocks for ever. A single shared byte needs no lock: the
+    driver is its only writer and a worker only has to see the change at its
+    next epoch boundary.
+    """
+
+    def __init__(self, ctx) -> None:
+        self._value = ctx.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
+
+
 def cpu_count() -> int:
     """CPU cores this process may use (the affinity mask where available)."""
     try:
@@ -190,7 +210,7 @@ class LocalExecutor(Executor):
             return
         ctx = multiprocessing.get_context("spawn")
         events = ctx.Queue() if on_event is not None else None
-        abort = ctx.Event()
+        abort = _AbortFlag(ctx)
         pool = ProcessPoolExecutor(
             max_workers=min(self.workers, len(specs)),
             mp_context=ctx,
