@@ -233,6 +233,21 @@ def test_nan_inf_and_huge_inputs(mode, interp):
     torch.testing.assert_close(y[7:].detach(), ref, equal_nan=True)
 
 
+def test_gelu_base_is_finite_where_the_native_vectorised_kernel_overflows():
+    # 64 copies: long enough for ATen's vectorised loop, which (on AVX-512) gives inf for
+    # 3.4e38 and NaN for +inf; the scalar loop, and x·Φ(x), give x and inf.
+    values = torch.tensor([3.4e38, 2e38, -3.4e38, float("inf"), float("-inf"), float("nan"), 2.0, -3.0, 0.5])
+    x = values.repeat_interleave(64)
+    y = ditac_module._gelu(x).view(len(values), 64)
+    assert (y == y[:, :1]).logical_or(y.isnan()).all()  # the same for every copy
+    got = y[:, 0]
+    assert torch.equal(got[:4], values[:4] * torch.tensor([1.0, 1, 0, 1]))  # x, x, -0.0, inf
+    assert got[4].isnan() and got[5].isnan()  # -inf·Φ(-inf) = -inf·0
+    torch.testing.assert_close(got[6:], F.gelu(values[6:].double()).float(), rtol=1e-6, atol=1e-7)
+    finite = torch.linspace(-8, 8, 1001)  # no overflow: the native kernel's values, bit for bit
+    assert torch.equal(ditac_module._gelu(finite), F.gelu(finite))
+
+
 @pytest.mark.parametrize("mode,interp", MODES)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_inputs_are_computed_in_float32(mode, interp, dtype):
@@ -645,22 +660,22 @@ def test_compiled_lut_matches_the_reference(monkeypatch, interp, num_parameters,
 
 @pytest.mark.compile
 def test_compiled_lut_is_gelu_at_identity_and_uses_the_eval_cache(monkeypatch):
-    """θ = 0: the compiled linear LUT is GELU in float32, as accurate as the native kernel.
+    """θ = 0: the compiled linear LUT is GELU in float32, checked against a float64 GELU.
 
-    Inductor's GELU and ATen's share the vectorised erf but not the order of operations:
-    they differ by up to 2e-6 relative for |x| <= 2 and 4e-6 where 1 + erf cancels (x < -2), by no more than
-    the native kernel's own error against a float64 GELU anywhere."""
+    Not against ``F.gelu`` in float32: its vectorised CPU kernel differs between CPUs (on
+    AVX-512 it returns -0.0 for x < -5.5, where 1 + erf cancels). The bounds are those of
+    the float32 formula x/2·(1 + erf(x/√2)): an absolute error of about |x|·ulp(1)/2 from
+    the cancellation, and a relative error of a few ulp where there is none (x >= -1)."""
     monkeypatch.setattr(dispatch, "COMPILE_THRESHOLD", 0)
     m = actlab.DiTAC(init="identity").eval()
     x = torch.cat([torch.linspace(-12, 12, 4001), torch.tensor([1e-30, -1e-20, 1e-7, -3e-8, 0.0])])
     with torch.no_grad():
         y = m(x)
-    torch.testing.assert_close(y, F.gelu(x), atol=0, rtol=1e-5)
     truth = F.gelu(x.double())
-    relative_error = lambda v: (v.double() - truth).abs() / truth.abs().clamp_min(1e-300)
-    assert (relative_error(y) <= relative_error(F.gelu(x)) + 5e-6).all()
-    central = x.abs() <= 2
-    torch.testing.assert_close(y[central], F.gelu(x)[central], atol=0, rtol=2e-6)
+    error = (y.double() - truth).abs()
+    assert (error <= 4e-7 * x.abs().clamp_min(1)).all()
+    no_cancellation = x >= -1
+    assert (error[no_cancellation] <= 1.5e-6 * truth[no_cancellation].abs()).all()
     # the eval-mode cache: built once, rebuilt after θ changes, same values as the eager path
     calls = []
     original = ditac_module.lut_tables

@@ -18,7 +18,8 @@ Three evaluation paths:
     interpolant) and θ-gradient (the table's analytic Jacobian contracted with
     the interpolation weights) are those of one piecewise-linear function, with
     error O(h²) in value and O(h) in slope, h = (b - a)/(lut_size - 1). Exactly
-    ``F.gelu`` outside [a, b] and at θ = 0.
+    GELU outside [a, b] and at θ = 0 (``F.gelu``, except where its vectorised
+    CPU kernel overflows: see ``_gelu``).
 ``mode="lut", lut_interp="nearest"``
     The released code's scheme: the input is rounded to the nearest grid point
     u_j and x̃ = a + (b - a)·T(u_j) (a staircase); the backward pass is
@@ -82,6 +83,24 @@ def _normal_cdf_by_erf(x: Tensor) -> Tensor:
     CPU ``erfc`` is about five times slower than its ``erf``. Left of x ≈ -5 it keeps an
     absolute error below 1e-7 but not the relative precision of the ``erfc`` form (as GELU)."""
     return 0.5 + 0.5 * torch.erf(x * _INV_SQRT_2)
+
+
+def _gelu(x: Tensor) -> Tensor:
+    """GELU(x) = x·Φ(x), finite for every finite x.
+
+    ATen's vectorised CPU kernel of ``F.gelu`` (seen with AVX-512, torch 2.13) returns inf
+    for x above about 1.7e38 and NaN for x = +inf, where x·Φ(x) is x and inf; its scalar
+    code (tensors of fewer than one vector) does not. It is also about eight times faster
+    than the formula in eager code, so eager CPU code keeps it and pays one reduction to
+    detect a non-finite result, recomputing by the formula only then. Traced code
+    (torch.compile, export) and other devices use the formula, which inductor fuses into
+    one loop (it is also how inductor decomposes ``F.gelu``).
+    """
+    if x.device.type == "cpu" and not torch.compiler.is_compiling():
+        y = torch.nn.functional.gelu(x)
+        if torch.isfinite(y.sum()):
+            return y
+    return x * _normal_cdf_by_erf(x)
 
 
 def _gaussian(x: Tensor, cdf=_normal_cdf) -> tuple[Tensor, Tensor]:
@@ -295,7 +314,7 @@ def _linear_reference(x: Tensor, table: Tensor, lo: float, hi: float, offsets: T
     index = _index(s, _flat_offsets(offsets, x), slice(None))
     w = s - s.detach().floor()
     value, step = (t.index_select(0, index).view(x.shape) for t in (values, steps))
-    return torch.nn.functional.gelu(x) + value + w * step
+    return _gelu(x) + value + w * step
 
 
 def _linear_forward(x: Tensor, table: Tensor, lo: float, hi: float, offsets: Tensor | None) -> Tensor:
@@ -309,7 +328,7 @@ def _linear_forward(x: Tensor, table: Tensor, lo: float, hi: float, offsets: Ten
         s = _coordinate(xb, lo, hi, size, padded=True, inplace=True)
         index = _index(s, offs, block)
         correction = values.index_select(0, index).addcmul_(s.frac_(), steps.index_select(0, index))
-        torch.add(torch.nn.functional.gelu(xb), correction, out=out[block])
+        torch.add(_gelu(xb), correction, out=out[block])
     return out.view(x.shape)
 
 
@@ -498,7 +517,7 @@ def _make_linear_forward(lo: float, hi: float, size: int):
     def kernel(x: Tensor, values: Tensor, steps: Tensor, offsets: Tensor | None) -> Tensor:
         s = _coordinate(x, lo, hi, size, padded=True)
         cell, index = _cell_and_index(s, offsets)
-        return torch.nn.functional.gelu(x) + _gather(values, index) + (s - cell) * _gather(steps, index)
+        return _gelu(x) + _gather(values, index) + (s - cell) * _gather(steps, index)
 
     return kernel
 
