@@ -234,7 +234,7 @@ def test_nan_inf_and_huge_inputs(mode, interp):
 
 
 def test_gelu_base_is_finite_where_the_native_vectorised_kernel_overflows():
-    # 64 copies: long enough for ATen's vectorised loop, which (on AVX-512) gives inf for
+    # 64 copies: long enough for ATen's vectorised loop, which (on some CPUs) gives inf for
     # 3.4e38 and NaN for +inf; the scalar loop, and x·Φ(x), give x and inf.
     values = torch.tensor([3.4e38, 2e38, -3.4e38, float("inf"), float("-inf"), float("nan"), 2.0, -3.0, 0.5])
     x = values.repeat_interleave(64)
@@ -663,7 +663,7 @@ def test_compiled_lut_is_gelu_at_identity_and_uses_the_eval_cache(monkeypatch):
     """θ = 0: the compiled linear LUT is GELU in float32, checked against a float64 GELU.
 
     Not against ``F.gelu`` in float32: its vectorised CPU kernel differs between CPUs (on
-    AVX-512 it returns -0.0 for x < -5.5, where 1 + erf cancels). The bounds are those of
+    some it returns -0.0 for x < -5.5, where 1 + erf cancels). The bounds are those of
     the float32 formula x/2·(1 + erf(x/√2)): an absolute error of about |x|·ulp(1)/2 from
     the cancellation, and a relative error of a few ulp where there is none (x >= -1)."""
     monkeypatch.setattr(dispatch, "COMPILE_THRESHOLD", 0)

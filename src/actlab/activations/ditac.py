@@ -88,9 +88,9 @@ def _normal_cdf_by_erf(x: Tensor) -> Tensor:
 def _gelu(x: Tensor) -> Tensor:
     """GELU(x) = x·Φ(x), finite for every finite x.
 
-    ATen's vectorised CPU kernel of ``F.gelu`` (seen with AVX-512, torch 2.13) returns inf
-    for x above about 1.7e38 and NaN for x = +inf, where x·Φ(x) is x and inf; its scalar
-    code (tensors of fewer than one vector) does not. It is also about eight times faster
+    ATen's vectorised CPU kernel of ``F.gelu`` (torch 2.13, on some CPUs: see
+    docs/performance.md) returns inf for x above about 1.7e38 and NaN for x = +inf, where
+    x·Φ(x) is x and inf; its scalar code (tensors of fewer than one vector) does not. It is also about eight times faster
     than the formula in eager code, so eager CPU code keeps it and pays one reduction to
     detect a non-finite result, recomputing by the formula only then. Traced code
     (torch.compile, export) and other devices use the formula, which inductor fuses into
