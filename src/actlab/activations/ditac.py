@@ -89,16 +89,17 @@ def _gelu(x: Tensor) -> Tensor:
     """GELU(x) = x·Φ(x), finite for every finite x.
 
     ATen's vectorised CPU kernel of ``F.gelu`` (torch 2.13, on some CPUs: see
-    docs/performance.md) returns inf for x above about 1.7e38 and NaN for x = +inf, where
-    x·Φ(x) is x and inf; its scalar code (tensors of fewer than one vector) does not. It is also about eight times faster
-    than the formula in eager code, so eager CPU code keeps it and pays one reduction to
-    detect a non-finite result, recomputing by the formula only then. Traced code
-    (torch.compile, export) and other devices use the formula, which inductor fuses into
-    one loop (it is also how inductor decomposes ``F.gelu``).
+    docs/performance.md) returns inf for x above about 1.7e38 and NaN for x = +inf,
+    where x·Φ(x) is x and inf; its scalar code (tensors shorter than one vector) does
+    not. In eager code it is also about eight times faster than the formula, so eager
+    CPU code keeps it, pays one reduction to detect a non-finite result, and only then
+    recomputes by the formula. Traced code (torch.compile, export) and other devices use
+    the formula, which inductor fuses into one loop (it is how inductor decomposes
+    ``F.gelu``).
     """
     if x.device.type == "cpu" and not torch.compiler.is_compiling():
         y = torch.nn.functional.gelu(x)
-        if torch.isfinite(y.sum()):
+        if torch.isfinite(y.detach().sum()):
             return y
     return x * _normal_cdf_by_erf(x)
 
