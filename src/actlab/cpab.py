@@ -229,7 +229,9 @@ def coefficient_jacobian(vertex_map: Tensor) -> tuple[Tensor, Tensor]:
     """d(slopes)/dθ and d(intercepts)/dθ, each ``(cells, cells - 1)`` (the rows of B)."""
     eye = torch.eye(vertex_map.shape[-1], dtype=vertex_map.dtype, device=vertex_map.device)
     slopes, intercepts = velocity_coefficients(eye, vertex_map)
-    return slopes.T, intercepts.T
+    # Contiguous: integrate() gathers their rows, and index_select from a transposed view
+    # took 14 times as long (100 us against 7 us for 2048 rows of 9, float64).
+    return slopes.T.contiguous(), intercepts.T.contiguous()
 
 
 def _hit_time(dist: Tensor, v: Tensor, a: Tensor, ok: Tensor, dv: Tensor | None = None, da: Tensor | None = None):
