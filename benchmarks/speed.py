@@ -118,7 +118,7 @@ def make_module(name: str, per_channel: int | None, device, dtype) -> nn.Module:
 
 def paths_for(module: nn.Module, device: torch.device, dtype: torch.dtype) -> list[str]:
     if not isinstance(getattr(module, "op", None), ElementwiseOp):
-        return ["reference", "fused"]  # own autograd Function (DiTAC, SLAF): no kernel backends yet
+        return ["reference", "fused", "compiled"]  # own autograd Function and inductor kernels (DiTAC, SLAF)
     paths = ["reference", "fused", "compiled"]
     if device.type == "cuda":
         from actlab.kernels import dispatch

@@ -322,6 +322,107 @@ def test_max_gradient_is_shared_among_ties_like_amax():
 
 
 # --------------------------------------------------------------------------------------
+# Compiled kernels (backend "compiled", chosen by "auto" at or above the compile threshold)
+# --------------------------------------------------------------------------------------
+from actlab.kernels import compiled as compiled_kernels  # noqa: E402
+from actlab.kernels import dispatch  # noqa: E402
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize("routine", ROUTINES)
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_compiled_matches_fused_and_auto_selects_it(monkeypatch, routine, training):
+    """float64, per-channel coefficients and statistics, every gradient; the kernels must be the
+    ones "auto" ran (the threshold is lowered so that a small input compiles)."""
+    monkeypatch.setattr(dispatch, "COMPILE_THRESHOLD", 0)
+    tensors, kw = _functional_args(routine, 3, 3, k=6)
+    x = torch.randn(5, 3, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(11)) * 2
+    x.requires_grad_()
+    for t in tensors.values():
+        t.requires_grad_()
+    inputs = (x, *tensors.values())
+    ran = []
+    run = compiled_kernels.run
+    monkeypatch.setattr(compiled_kernels, "run", lambda name, *args: ran.append(name) or run(name, *args))
+    y_auto = _call(x, tensors, kw, training, "auto")
+    g = torch.randn_like(y_auto)
+    grads_auto = torch.autograd.grad(y_auto, inputs, g)
+    if routine["normalize"] is not True:
+        expected = ["slaf_basis_forward", "slaf_basis_backward"]
+    elif training:
+        expected = ["slaf_power_moments", "slaf_power_centred", "slaf_power_grad_sums", "slaf_power_input_grad"]
+    else:
+        expected = ["slaf_power_polynomial", "slaf_power_grad_sums", "slaf_polynomial_input_grad"]
+    assert ran == expected
+    y_fused = _call(x, tensors, kw, training, "fused")
+    grads_fused = torch.autograd.grad(y_fused, inputs, g)
+    assert len(ran) == len(expected)  # "fused" runs no kernel
+    torch.testing.assert_close(y_auto, y_fused, rtol=1e-12, atol=1e-12)
+    for name, a, b in zip(("x", *tensors), grads_auto, grads_fused):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=lambda m, name=name: f"d/d{name}: {m}")
+
+
+@pytest.mark.compile
+def test_auto_compiles_slaf_from_a_quarter_of_the_elementwise_threshold(monkeypatch):
+    tensors, kw = _functional_args(dict(basis="taylor", normalize=True), 3, 3, k=6)
+    x = torch.randn(5, 3, 4, 4, dtype=torch.float64)
+    ran = []
+    run = compiled_kernels.run
+    monkeypatch.setattr(compiled_kernels, "run", lambda name, *args: ran.append(name) or run(name, *args))
+    monkeypatch.setattr(dispatch, "COMPILE_THRESHOLD", 4 * x.numel())
+    _call(x, tensors, kw, False, "auto")
+    assert ran == ["slaf_power_polynomial"]
+    monkeypatch.setattr(dispatch, "COMPILE_THRESHOLD", 4 * x.numel() + 4)
+    _call(x, tensors, kw, False, "auto")
+    assert ran == ["slaf_power_polynomial"]  # below the threshold: eager
+
+
+@pytest.mark.compile
+def test_compiled_running_statistics_and_float32_agree_with_fused():
+    """The batch statistics a compiled training step returns update the running ones as the
+    eager step does; float32 values stay within float32 rounding of the fused path."""
+    x = torch.randn(8, 4, 6, 6) * 3 + 1
+    ms = {}
+    for backend in ("fused", "compiled"):
+        torch.manual_seed(0)
+        m = SLAF(degree=5, num_parameters=4)
+        m.backend = backend
+        y = m(x)
+        ms[backend] = (m, y)
+    (mf, yf), (mc, yc) = ms["fused"], ms["compiled"]
+    torch.testing.assert_close(yc, yf, rtol=2e-5, atol=2e-5)
+    torch.testing.assert_close(mc.running_mean, mf.running_mean, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(mc.running_std, mf.running_std, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.compile
+def test_compiled_power_sum_gradcheck_float64():
+    tensors, kw = _functional_args(dict(basis="taylor", normalize=True), 3, 3, k=6)
+    x = torch.randn(5, 3, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(12))
+    names = list(tensors)
+    inputs = (x.requires_grad_(), *(tensors[n].requires_grad_() for n in names))
+
+    def fn(x, *params):
+        return _call(x, dict(zip(names, params)), kw, True, "compiled")
+
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.compile
+def test_compiled_path_reports_bad_shapes_as_errors_not_as_failed_builds(monkeypatch):
+    monkeypatch.setattr(dispatch, "_disabled", {})
+    m = SLAF(degree=3, num_parameters=5)
+    m.backend = "compiled"
+    with pytest.raises(ValueError, match="5 per-channel values but the input has 3 channels"):
+        m(torch.randn(4, 3, 8))
+    m.backend = "auto"
+    monkeypatch.setattr(dispatch, "COMPILE_THRESHOLD", 0)
+    with pytest.raises(ValueError, match="5 per-channel values"):
+        m(torch.randn(4, 3, 8))
+    assert "compiled" not in dispatch._disabled
+
+
+# --------------------------------------------------------------------------------------
 # Memory
 # --------------------------------------------------------------------------------------
 # The benchmark's own measurement, so that the test asserts exactly what it reports.
@@ -338,6 +439,15 @@ def test_fused_saves_at_most_two_inputs_for_any_degree(routine):
         m.backend = "reference"
         assert saved_input_multiples(m, x) >= k  # the measurement does see a naive graph
 
+
+
+@pytest.mark.compile
+def test_compiled_saves_what_fused_saves():
+    x = torch.randn(4, 8, 8, 8, requires_grad=True)
+    m = SLAF(degree=8, num_parameters=8)
+    fused = saved_input_multiples(m, x)
+    m.backend = "compiled"
+    assert saved_input_multiples(m, x) == fused <= 2.0
 
 def test_global_backend_reference_is_honoured():
     x = torch.randn(4, 8, 8, requires_grad=True)

@@ -25,6 +25,10 @@ The rule, applied on every call (nothing is decided at import):
      ``docs/performance.md``), else ``"fused"``.
    * other devices: ``"fused"``.
 
+   SLAF's threshold is a quarter of :data:`COMPILE_THRESHOLD`
+   (:func:`actlab.activations.slaf.compile_threshold`): its eager path is many
+   kernels per basis element, so compiling repays at smaller sizes.
+
    A kernel that fails to build (no C++ compiler, an unsupported GPU) is
    reported once with a warning, and that backend is not chosen by ``"auto"``
    again in this process; the failed call is computed by the fused math, so a
@@ -147,12 +151,14 @@ def _is_exporting() -> bool:
     return bool(is_exporting and is_exporting())
 
 
-def choose(op: ElementwiseOp | str, x: Tensor, backend: str) -> str:
+def choose(op: ElementwiseOp | str, x: Tensor, backend: str, *, threshold: int | None = None) -> str:
     """The path for this call: ``"reference"``, ``"fused"``, ``"compiled"`` or ``"triton"`` (see the module doc).
 
     ``op`` is an :class:`~actlab.elementwise.ElementwiseOp`, or the name of an
     activation with compiled kernels of its own and no Triton math (DiTAC's
-    LUT): the same rule, with ``"triton"`` never chosen.
+    LUT, SLAF): the same rule, with ``"triton"`` never chosen. ``threshold``
+    replaces :data:`COMPILE_THRESHOLD` for an activation whose compiled path
+    repays its compile at a different size (measured; SLAF's).
     """
     if backend == "reference":
         return "reference"
@@ -168,7 +174,8 @@ def choose(op: ElementwiseOp | str, x: Tensor, backend: str) -> str:
         return backend
     if x.is_cuda and not isinstance(op, str) and _triton_usable(op, x):
         return "triton"
-    if x.device.type in ("cpu", "cuda") and x.numel() >= COMPILE_THRESHOLD and _compiler_usable():
+    limit = COMPILE_THRESHOLD if threshold is None else threshold
+    if x.device.type in ("cpu", "cuda") and x.numel() >= limit and _compiler_usable():
         return "compiled"
     return "fused"
 
