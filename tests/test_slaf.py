@@ -396,6 +396,29 @@ def test_compiled_running_statistics_and_float32_agree_with_fused():
 
 
 @pytest.mark.compile
+@pytest.mark.parametrize("layout", ["channels-last-axis", "non-contiguous"])
+def test_compiled_handles_channel_axis_and_strides_like_fused(layout):
+    base = torch.randn(6, 5, 14, generator=torch.Generator().manual_seed(13))
+    if layout == "channels-last-axis":
+        x, kwargs = base, dict(num_parameters=14, channel_dim=-1)
+    else:
+        x, kwargs = base[:, :, ::2], dict(num_parameters=5)
+        assert not x.is_contiguous()
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(14))
+    results = []
+    for backend in ("fused", "compiled"):
+        torch.manual_seed(0)
+        m = SLAF(degree=3, **kwargs)
+        m.backend = backend
+        xi = x.clone().requires_grad_()
+        y = m(xi)
+        y.backward(g)
+        results.append((y, xi.grad, m.weight.grad, m.bias.grad))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.compile
 def test_compiled_power_sum_gradcheck_float64():
     tensors, kw = _functional_args(dict(basis="taylor", normalize=True), 3, 3, k=6)
     x = torch.randn(5, 3, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(12))
@@ -440,7 +463,6 @@ def test_fused_saves_at_most_two_inputs_for_any_degree(routine):
         assert saved_input_multiples(m, x) >= k  # the measurement does see a naive graph
 
 
-
 @pytest.mark.compile
 def test_compiled_saves_what_fused_saves():
     x = torch.randn(4, 8, 8, 8, requires_grad=True)
@@ -448,6 +470,7 @@ def test_compiled_saves_what_fused_saves():
     fused = saved_input_multiples(m, x)
     m.backend = "compiled"
     assert saved_input_multiples(m, x) == fused <= 2.0
+
 
 def test_global_backend_reference_is_honoured():
     x = torch.randn(4, 8, 8, requires_grad=True)
