@@ -191,9 +191,15 @@ def test_theta_jacobian_analytic_autograd_and_finite_differences_agree(cells, sc
     def T_of(th):
         return cpab.integrate(u, *cpab.velocity_coefficients(th[None], vmap)).value[0]
 
-    analytic = cpab.integrate(
+    terms = cpab.integrate(
         u, *cpab.velocity_coefficients(theta[None], vmap), jacobian=cpab.coefficient_jacobian(vmap)
-    ).jacobian[0]
+    ).jacobian
+    assert terms.weights.shape == (1, 300, cpab.JACOBIAN_WEIGHTS)
+    assert terms.first.shape == terms.last.shape == (1, 300) and terms.first.dtype == torch.int32
+    assert terms.rows.shape == (1, cpab.jacobian_rows(cells), cells - 1)
+    analytic = terms.dense()[0]
+    weights = torch.randn(1, 300, dtype=torch.float64, generator=g)
+    torch.testing.assert_close(terms.contract(weights)[0], weights[0] @ analytic, atol=1e-12, rtol=1e-10)
     autograd = torch.autograd.functional.jacobian(T_of, theta)
     torch.testing.assert_close(analytic, autograd, atol=1e-12, rtol=1e-10)
     step, eye = 1e-6, torch.eye(cells - 1, dtype=torch.float64)

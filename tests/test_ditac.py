@@ -208,7 +208,7 @@ def test_nearest_backward_is_the_released_straight_through_estimator():
     phi = torch.exp(-(xd**2) / 2) / math.sqrt(2 * math.pi)
     torch.testing.assert_close(y.detach(), x_tilde * torch.special.ndtr(xd), atol=1e-13, rtol=0)
     torch.testing.assert_close(gx, dT[0] * torch.special.ndtr(xd) + x_tilde * phi, atol=1e-12, rtol=1e-10)
-    expected_theta = ((m.b - m.a) * torch.special.ndtr(xd)[:, None] * dT_dtheta[0]).sum(0)
+    expected_theta = ((m.b - m.a) * torch.special.ndtr(xd)[:, None] * dT_dtheta.dense()[0]).sum(0)
     torch.testing.assert_close(gt[0], expected_theta, atol=1e-12, rtol=1e-10)
 
 
@@ -504,6 +504,16 @@ def test_registry_and_repr():
         == "DiTAC(a=-3, b=3, cells=10, mode='lut', lut_size=2048, lut_interp='linear', init='identity', num_parameters=1)"
     )
     assert actlab.is_activation(m)
+
+
+@pytest.mark.parametrize("slope,jacobian", [(False, False), (True, False), (False, True), (True, True)])
+def test_grid_tables_custom_op_passes_opcheck(slope, jacobian):
+    """The fake implementation (what torch.compile and export trace) matches the real outputs'
+    shapes and dtypes, and the autograd registration is sound, with and without the Jacobian terms."""
+    cells = 5
+    theta = torch.randn(2, cells - 1, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    vmap = torch.tensor(cpab.vertex_map(cells))
+    torch.library.opcheck(ditac_module._grid_tables_op, (theta.requires_grad_(jacobian), vmap, 17, slope, jacobian))
 
 
 @pytest.mark.slow  # a cold compile of the table construction takes minutes on 2 cores

@@ -33,7 +33,8 @@ operations integrates every point exactly (see :func:`integrate`). T is a strict
 increasing bijection of [0, 1] with T(0) = 0 and T(1) = 1; its derivative is
 T'(u) = v(T(u))/v(u), or e^{a_c} when the trajectory never leaves its cell (this
 also covers the fixed points v(u) = 0). dT/dθ is available in closed form (the
-analytic derivative of the paper's §3.5, propagated in forward mode) and by
+analytic derivative of the paper's §3.5, propagated in forward mode, as a few
+weighted rows of small tables per point: :class:`JacobianTerms`) and by
 autograd through the closed form: the cell sequence is piecewise constant in θ
 and the hit times and ψ are smooth, so both agree (checked in the tests, and
 against finite differences).
@@ -66,6 +67,9 @@ __all__ = [
     "coefficient_jacobian",
     "integrate",
     "Integrated",
+    "JacobianTerms",
+    "JACOBIAN_WEIGHTS",
+    "jacobian_rows",
     "prior_covariance",
     "precision_matrix",
 ]
@@ -214,6 +218,73 @@ def _log1p_ratio_prime(z: Tensor) -> Tensor:
     return _by_series(z, 1e-2, _LOG1P_RATIO_PRIME, lambda y: (y / (1 + y) - torch.log1p(y)) / (y * y))
 
 
+#: Weights per point in :class:`JacobianTerms`.
+JACOBIAN_WEIGHTS = 6
+
+
+def jacobian_rows(cells: int) -> int:
+    """Rows of the :class:`JacobianTerms` table of a field with ``cells`` cells: the slope and
+    intercept Jacobians (``cells`` each) and two prefix tables (``cells + 1`` each)."""
+    return 4 * cells + 2
+
+
+class JacobianTerms(NamedTuple):
+    """dT/dp of points ``(C, M)`` as a weighted sum of a few rows of a small per-field table.
+
+    With c0 the point's first cell, m its last cell and R, L the tables' blocks (below),
+    dT/dp = w0·a'[m] + w1·b'[m] + w2·a'[c0] + w3·b'[c0] + w4·(R[m] - R[c0 + 1])
+    + w5·(L[c0] - L[m + 1]), with indices into R and L clamped to [0, cells]. The rows
+    table stacks a' = d(slopes)/dp and b' = d(intercepts)/dp (``cells`` rows each), then R
+    and L, the prefix sums over cells of d(time to cross the cell)/dp rightwards and
+    leftwards (``cells + 1`` rows each). So a point costs 6 weights and 2 cell indices
+    instead of P numbers (P = cells - 1 for θ), and a gradient is contracted with it
+    (:meth:`contract`, what a backward pass needs) without forming the dense Jacobian.
+    """
+
+    weights: Tensor  #: (C, M, 6), in the points' dtype
+    first: Tensor  #: (C, M) int32: c0
+    last: Tensor  #: (C, M) int32: m
+    rows: Tensor  #: (C or 1, K, P), K = jacobian_rows(cells)
+
+    def _expanded(self) -> tuple[Tensor, Tensor]:
+        """(weights, row index) of all 8 terms, each (C, M, 8)."""
+        cells = (self.rows.shape[1] - 2) // 4
+        c0, m = self.first.long(), self.last.long()
+        w = self.weights
+        base_b, base_right, base_left = cells, 2 * cells, 3 * cells + 1
+        index = torch.stack(
+            [
+                m,
+                m + base_b,
+                c0,
+                c0 + base_b,
+                m.clamp(0, cells) + base_right,
+                (c0 + 1).clamp(0, cells) + base_right,
+                c0.clamp(0, cells) + base_left,
+                (m + 1).clamp(0, cells) + base_left,
+            ],
+            -1,
+        )
+        weights = torch.cat([w[..., :4], w[..., 4:5], -w[..., 4:5], w[..., 5:6], -w[..., 5:6]], -1)
+        return weights, index
+
+    def dense(self) -> Tensor:
+        """The Jacobian as a ``(C, M, P)`` tensor."""
+        weights, index = self._expanded()
+        c, m, j = index.shape
+        picked = _take_rows(self.rows, index.reshape(c, m * j)).view(c, m, j, -1)
+        return (weights.unsqueeze(-1) * picked).sum(2)
+
+    def contract(self, grad: Tensor) -> Tensor:
+        """sum_m grad[r, m] · dT(u[r, m])/dp, shape ``(C, P)``, for a ``(C, M)`` gradient."""
+        weights, index = self._expanded()
+        c, m, j = index.shape
+        weighted = (grad.to(weights.dtype).unsqueeze(-1) * weights).reshape(c, m * j)
+        per_row = weighted.new_zeros(c, self.rows.shape[1]).scatter_add_(1, index.reshape(c, m * j), weighted)
+        # Multiply-and-sum, not a matmul: autocast would run a matmul in half precision.
+        return (per_row.unsqueeze(-1) * self.rows).sum(1)
+
+
 class Integrated(NamedTuple):
     """The result of :func:`integrate`; the derivatives are None unless asked for."""
 
@@ -221,8 +292,8 @@ class Integrated(NamedTuple):
     value: Tensor
     #: T'(u) = dT/du, shaped like u.
     derivative: Tensor | None
-    #: dT/dp for the parameters p of ``jacobian=``, shape ``u.shape + (P,)``.
-    jacobian: Tensor | None
+    #: dT/dp for the parameters p of ``jacobian=``, as terms (``.dense()``: shape ``u.shape + (P,)``).
+    jacobian: JacobianTerms | None
 
 
 def coefficient_jacobian(vertex_map: Tensor) -> tuple[Tensor, Tensor]:
@@ -234,26 +305,29 @@ def coefficient_jacobian(vertex_map: Tensor) -> tuple[Tensor, Tensor]:
     return slopes.T.contiguous(), intercepts.T.contiguous()
 
 
-def _hit_time(dist: Tensor, v: Tensor, a: Tensor, ok: Tensor, dv: Tensor | None = None, da: Tensor | None = None):
+def _hit_time(dist: Tensor, v: Tensor, a: Tensor, ok: Tensor, sensitivity: bool = False):
     """Time to travel ``dist`` from a point of velocity ``v`` in a cell of slope ``a``:
     log(v_end/v)/a = (dist/v)·f(z) with z = a·dist/v > -1, and ∞ where not ``ok``
     (the flow never gets there). Lanes not ``ok`` see harmless inputs, so autograd
     stays finite.
 
-    With ``dv``, ``da`` (carrying a trailing parameter axis) also returns the
-    derivative (dist/v)·[-f(z)·dv/v + f'(z)·(dist/v)·(da - a·dv/v)] (0 where not ``ok``).
+    With ``sensitivity`` also returns (A, B), 0 where not ``ok``, such that the time
+    changes by A·dv + B·da when the start velocity and the slope change by dv and da
+    (``dist`` fixed): from d(time) = (dist/v)·[-f(z)·dv/v + f'(z)·(dist/v)·(da - a·dv/v)],
+    A = -(dist/v)·(f(z) + z·f'(z))/v and B = (dist/v)²·f'(z).
     """
     v_safe = torch.where(ok, v, torch.ones_like(v))
     ratio = torch.where(ok, dist, torch.zeros_like(dist)) / v_safe
     z = a * ratio
     f = _log1p_ratio(z)
     time = torch.where(ok, ratio * f, torch.full_like(ratio, float("inf")))
-    if dv is None:
-        return time, None
-    dv_v = dv / v_safe.unsqueeze(-1)
-    ratio, z, a, f = ratio.unsqueeze(-1), z.unsqueeze(-1), a.unsqueeze(-1), f.unsqueeze(-1)
-    d = ratio * (-f * dv_v + _log1p_ratio_prime(z) * ratio * (da - a * dv_v))
-    return time, torch.where(ok.unsqueeze(-1), d, torch.zeros_like(d))
+    if not sensitivity:
+        return time, None, None
+    f_prime = _log1p_ratio_prime(z)
+    zero = torch.zeros_like(ratio)
+    sens_v = torch.where(ok, -ratio * (f + z * f_prime) / v_safe, zero)
+    sens_a = torch.where(ok, ratio * ratio * f_prime, zero)
+    return time, sens_v, sens_a
 
 
 def _take(table: Tensor, index: Tensor) -> Tensor:
@@ -265,12 +339,6 @@ def _take_rows(table: Tensor, index: Tensor) -> Tensor:
     """``table[r, index[r, m], :]`` for a (C, K, P) table and a (C, M) index: (C, M, P)."""
     table = table.expand(index.shape[0], -1, -1)
     return table.gather(1, index.unsqueeze(-1).expand(-1, -1, table.shape[-1]))
-
-
-def _index_rows(table: Tensor, index: Tensor) -> Tensor:
-    """``table[index]`` for a (K, P) table and an index of any shape (index_select: several
-    times faster than advanced indexing on the CPU)."""
-    return table.index_select(0, index.reshape(-1)).view(*index.shape, table.shape[-1])
 
 
 def _select(condition: Tensor, if_true: Tensor, if_false: Tensor) -> Tensor:
@@ -298,7 +366,7 @@ def integrate(
         jacobian: ``(dslopes/dp, dintercepts/dp)``, each ``(cells, P)``, the same
             for every row (e.g. :func:`coefficient_jacobian`): also return
             dT/dp, computed in closed form (the analytic gradient of spec §3.5,
-            in forward mode) without autograd.
+            in forward mode) without autograd, as :class:`JacobianTerms`.
 
     Returns:
         :class:`Integrated`. The value is also differentiable by autograd with
@@ -339,19 +407,10 @@ def integrate(
         jac_a, jac_b = (j.to(dtype) for j in jacobian)
     w_left, w_right = a_all * left + b_all, a_all * right + b_all
     step = torch.full_like(w_left, h)
-    tau_right, d_right = _hit_time(
-        step,
-        w_left,
-        a_all,
-        (w_left > 0) & (w_right > 0) & (cell_index < cells - 1),
-        *((jac_a * left.unsqueeze(-1) + jac_b, jac_a) if tangents else ()),
-    )
-    tau_left, d_left = _hit_time(
-        -step,
-        w_right,
-        a_all,
-        (w_left < 0) & (w_right < 0) & (cell_index > 0),
-        *((jac_a * right.unsqueeze(-1) + jac_b, jac_a) if tangents else ()),
+    ok_right = (w_left > 0) & (w_right > 0) & (cell_index < cells - 1)
+    tau_right, sv_right, sa_right = _hit_time(step, w_left, a_all, ok_right, tangents)
+    tau_left, sv_left, sa_left = _hit_time(
+        -step, w_right, a_all, (w_left < 0) & (w_right < 0) & (cell_index > 0), tangents
     )
 
     # The starting cell and the time to leave it.
@@ -366,9 +425,7 @@ def integrate(
     edge = (c0 + rightward.long()).to(dtype) * h
     interior = _select(rightward, c0 < cells - 1, c0 > 0)
     can_leave = (v0 != 0) & (v0 * (a0 * edge + b0) > 0) & interior
-    if tangents:
-        da0, db0 = _index_rows(jac_a, c0), _index_rows(jac_b, c0)
-    t0, dt0 = _hit_time(edge - u, v0, a0, can_leave, *((da0 * u.unsqueeze(-1) + db0, da0) if tangents else ()))
+    t0, sv0, sa0 = _hit_time(edge - u, v0, a0, can_leave, tangents)
 
     # Time to reach each vertex: rightwards vertex k+1 (k >= c0) at t0 + Σ_{c0<c<=k} τ_c,
     # leftwards vertex k (k <= c0) at t0 + Σ_{k<=c<c0} τ_c.
@@ -410,24 +467,31 @@ def integrate(
         slope = torch.where(crossed, e_at * v / v0_safe, torch.exp(a0))
     d_value = None
     if tangents:
-        # d(time used) = dt0 + Σ over the whole cells crossed of dτ_c (prefix sums over cells).
+        # dT = dψ/da·da_m + dψ/db·db_m + dψ/dt·dt, with da_m, db_m the rows of the last cell m
+        # and dt = -(dt0 + Σ over the whole cells crossed of dτ_c) once the point has left its
+        # cell. dt0 = sv0·(u·da_0 + db_0) + sa0·da_0 (cell c0); the Σ is a difference of prefix
+        # sums over cells of dτ_c = sv_c·dv_c + sa_c·da_c, taken in the direction of travel.
         pad = (0, 0, 1, 0)
+        d_right = sv_right.unsqueeze(-1) * (jac_a * left.unsqueeze(-1) + jac_b) + sa_right.unsqueeze(-1) * jac_a
+        d_left = sv_left.unsqueeze(-1) * (jac_a * right.unsqueeze(-1) + jac_b) + sa_left.unsqueeze(-1) * jac_a
         prefix_right = torch.nn.functional.pad(d_right.cumsum(1), pad)  # [k] = Σ_{c<k} dτ_c
         prefix_left = torch.nn.functional.pad(d_left.cumsum(1), pad)
-        cells_right = _take_rows(prefix_right, last.clamp(0, cells)) - _take_rows(
-            prefix_right, (c0 + 1).clamp(0, cells)
+        dpsi_dt = torch.where(crossed & (v != 0), e_at * v, torch.zeros_like(v))
+        # rows: da/dp per cell, db/dp per cell, then the two prefix tables (cells + 1 each)
+        channels = prefix_right.shape[0]
+        rows = torch.cat([jac_a.expand(channels, -1, -1), jac_b.expand(channels, -1, -1), prefix_right, prefix_left], 1)
+        weights = torch.stack(
+            [
+                t * (x * g_at + t * v * _expm1_ratio_prime(at)),  # dψ/da
+                t * g_at,  # dψ/db
+                -dpsi_dt * (u * sv0 + sa0),
+                -dpsi_dt * sv0,
+                torch.where(rightward, -dpsi_dt, zero),
+                torch.where(rightward, zero, -dpsi_dt),
+            ],
+            -1,
         )
-        cells_left = _take_rows(prefix_left, c0) - _take_rows(prefix_left, (last + 1).clamp(0, cells))
-        d_used = dt0 + torch.where(rightward.unsqueeze(-1), cells_right, cells_left)
-        dt = torch.where(crossed.unsqueeze(-1), -d_used, torch.zeros_like(d_used))
-        dpsi_da = t * (x * g_at + t * v * _expm1_ratio_prime(at))
-        dpsi_db = t * g_at
-        dpsi_dt = torch.where(v == 0, torch.zeros_like(v), e_at * v)
-        d_value = (
-            dpsi_da.unsqueeze(-1) * _index_rows(jac_a, last)
-            + dpsi_db.unsqueeze(-1) * _index_rows(jac_b, last)
-            + dpsi_dt.unsqueeze(-1) * dt
-        )
+        d_value = JacobianTerms(weights, c0.to(torch.int32), last.to(torch.int32), rows)
     return Integrated(value, slope, d_value)
 
 

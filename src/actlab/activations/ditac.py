@@ -172,7 +172,7 @@ def _on_grid(theta: Tensor, vertex_map: Tensor, size: int, *, slope: bool = Fals
         derivative=slope,
         jacobian=cpab.coefficient_jacobian(vmap) if jacobian else None,
     )
-    jac = _pin_ends(result.jacobian) if jacobian else None
+    jac = result.jacobian._replace(weights=_pin_ends(result.jacobian.weights)) if jacobian else None
     return _pin_ends(result.value - grid), result.derivative, jac
 
 
@@ -183,15 +183,14 @@ def _on_grid(theta: Tensor, vertex_map: Tensor, size: int, *, slope: bool = Fals
 @torch.library.custom_op("actlab::ditac_grid_tables", mutates_args=())
 def _grid_tables_op(
     theta: Tensor, vertex_map: Tensor, size: int, slope: bool, jacobian: bool
-) -> tuple[Tensor, Tensor, Tensor]:
-    """(D, T' or empty, dD/dθ or empty) on the grid, in the table dtype."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(D, T' or empty, then dD/dθ as the four tensors of :class:`cpab.JacobianTerms` or four
+    empties) on the grid, in the table dtype."""
     displacement, derivative, jac = _on_grid(theta, vertex_map, size, slope=slope, jacobian=jacobian)
     # Distinct empty tensors: a custom op's outputs must not alias each other.
-    return (
-        displacement,
-        derivative if slope else displacement.new_empty(0),
-        jac if jacobian else displacement.new_empty(0),
-    )
+    empty = displacement.new_empty
+    terms = tuple(jac) if jacobian else (empty(0), empty(0, dtype=torch.int32), empty(0, dtype=torch.int32), empty(0))
+    return (displacement, derivative if slope else empty(0), *terms)
 
 
 @_grid_tables_op.register_fake
@@ -200,27 +199,36 @@ def _(theta: Tensor, vertex_map: Tensor, size: int, slope: bool, jacobian: bool)
     work = _table_dtype(theta.device)
     table = theta.new_empty(rows, size, dtype=work)
     derivative = theta.new_empty((rows, size) if slope else (0,), dtype=work)
-    return table, derivative, theta.new_empty((rows, size, d) if jacobian else (0,), dtype=work)
+    if not jacobian:
+        cells = table.new_empty(0, dtype=torch.int32)
+        return table, derivative, table.new_empty(0), cells, cells.new_empty(0), table.new_empty(0)
+    return (
+        table,
+        derivative,
+        table.new_empty(rows, size, cpab.JACOBIAN_WEIGHTS),
+        table.new_empty(rows, size, dtype=torch.int32),
+        table.new_empty(rows, size, dtype=torch.int32),
+        table.new_empty(rows, cpab.jacobian_rows(d + 1), d),
+    )
 
 
 def _grid_tables_setup(ctx, inputs, output) -> None:
     theta, vertex_map, size, _, _ = inputs
-    ctx.save_for_backward(theta, vertex_map, output[2])
+    ctx.save_for_backward(theta, vertex_map, *output[2:])
     ctx.size = size
 
 
-def _grid_tables_backward(ctx, grad_displacement: Tensor, _grad_slope, _grad_jac):
+def _grid_tables_backward(ctx, grad_displacement: Tensor, *_):
     """dD/dθ contracted with the incoming gradient; only D is differentiable."""
-    theta, vertex_map, jac = ctx.saved_tensors
+    theta, vertex_map, *terms = ctx.saved_tensors
     if torch.is_grad_enabled():  # create_graph: second derivatives need autograd through the closed form
         (grad_theta,) = _reference_grads(_displacement, (theta,), (vertex_map, ctx.size), (True,), grad_displacement)
         return grad_theta, None, None, None, None
-    if jac.numel() == 0:
+    if terms[0].numel() == 0:
         raise RuntimeError(
             "ditac_grid_tables: the Jacobian was not computed (jacobian=False) but a gradient reached it"
         )
-    # Multiply-and-sum, not einsum: autocast would run a matmul in half precision.
-    grad_theta = (grad_displacement.to(jac.dtype).unsqueeze(-1) * jac).sum(-2)
+    grad_theta = cpab.JacobianTerms(*terms).contract(grad_displacement)
     return grad_theta.to(theta.dtype), None, None, None, None
 
 
@@ -245,7 +253,7 @@ def grid_tables(
         displacement, slope, _ = _on_grid(theta, vertex_map, size, slope=with_slope)
     else:
         needs_grad = torch.is_grad_enabled() and theta.requires_grad
-        displacement, slope, _ = _grid_tables_op(theta, vertex_map, size, with_slope, needs_grad)
+        displacement, slope, *_ = _grid_tables_op(theta, vertex_map, size, with_slope, needs_grad)
     return displacement.to(dtype), slope.detach().to(dtype) if with_slope else None
 
 
@@ -698,7 +706,7 @@ class _ExactDiTAC(torch.autograd.Function):
                 dx_tilde = torch.where(inside, result.derivative, torch.ones_like(r))
                 torch.mul(gb, dx_tilde * cdf + x_tilde * pdf, out=grad_rows[:, block])
             if needs[1]:
-                grad_theta += ((gb * cdf * (hi - lo)).unsqueeze(-1) * result.jacobian).sum(-2)
+                grad_theta += result.jacobian.contract(gb * cdf * (hi - lo))
         return (
             _unrows(grad_rows, x, channels, channel_dim) if needs[0] else None,
             grad_theta.to(theta.dtype) if needs[1] else None,
