@@ -504,8 +504,11 @@ def test_global_backend_reference_is_honoured():
 # --------------------------------------------------------------------------------------
 # Numerics
 # --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("degree", [2, 4, 6, 8])
-@pytest.mark.parametrize("backend", ["fused", "reference"])
+@pytest.mark.parametrize(
+    "degree,backend",
+    [(d, b) for d in (2, 4, 6, 8) for b in ("fused", "reference")]
+    + [pytest.param(8, "compiled", marks=pytest.mark.compile)],
+)
 def test_large_inputs_finite_and_accurate_with_normalisation(degree, backend):
     """±1e4 in float32: the variance of x^8 (1e64) would overflow; outputs stay finite and exact."""
     torch.manual_seed(11)
@@ -555,10 +558,12 @@ def test_overflowing_polynomial_is_inf_not_nan():
     assert not torch.isnan(x.grad).any()
 
 
-def test_normalised_training_finite_at_float32_extremes_and_eval_saturates_to_inf():
+@pytest.mark.parametrize("backend", ["fused", pytest.param("compiled", marks=pytest.mark.compile)])
+def test_normalised_training_finite_at_float32_extremes_and_eval_saturates_to_inf(backend):
     torch.manual_seed(16)
     big = torch.finfo(torch.float32).max
     m = SLAF(degree=8, num_parameters=2)
+    m.backend = backend
     x = torch.randn(6, 2, 3)
     x[0, 0, 0], x[1, 1, 1] = big, -big
     x.requires_grad_()
