@@ -164,6 +164,20 @@ def test_fourier_scaling_is_per_sample():
     torch.testing.assert_close(m(x_changed)[0], whole[0])
 
 
+@pytest.mark.parametrize("sines,cosines", [(1, 1), (0, 3), (3, 0), (4, 5), (1, 0), (0, 1)])
+def test_fast_fourier_terms_equal_direct_sines_and_cosines(sines, cosines):
+    """The fast paths' Chebyshev-of-one-sine form against sin/cos of each multiple (float64)."""
+    from actlab.activations.slaf import _fourier_terms, _fourier_terms_from_sine
+
+    u = torch.linspace(-1.5, 1.5, 301, dtype=torch.float64)
+    direct = list(_fourier_terms(u, sines, cosines, True))
+    fast = list(_fourier_terms_from_sine(u, sines, cosines, True))
+    assert len(fast) == len(direct) == sines + cosines
+    for (value, slope), (fast_value, fast_slope) in zip(direct, fast):
+        torch.testing.assert_close(fast_value, value, rtol=0, atol=1e-13)
+        torch.testing.assert_close(fast_slope, slope, rtol=0, atol=1e-12)
+
+
 def test_fourier_degree_int_splits_sines_first():
     assert SLAF(basis="fourier", degree=5).sines == 3
     assert SLAFFourier().sines == 1 and SLAFFourier().degree == 2
