@@ -472,8 +472,12 @@ def integrate(
         # cell. dt0 = sv0·(u·da_0 + db_0) + sa0·da_0 (cell c0); the Σ is a difference of prefix
         # sums over cells of dτ_c = sv_c·dv_c + sa_c·da_c, taken in the direction of travel.
         pad = (0, 0, 1, 0)
-        d_right = sv_right.unsqueeze(-1) * (jac_a * left.unsqueeze(-1) + jac_b) + sa_right.unsqueeze(-1) * jac_a
-        d_left = sv_left.unsqueeze(-1) * (jac_a * right.unsqueeze(-1) + jac_b) + sa_left.unsqueeze(-1) * jac_a
+
+        def d_tau(sens_v: Tensor, sens_a: Tensor, start: Tensor) -> Tensor:
+            """dτ_c/dp per cell, the crossing starting at ``start`` (dv = da·start + db there)."""
+            return sens_v.unsqueeze(-1) * (jac_a * start.unsqueeze(-1) + jac_b) + sens_a.unsqueeze(-1) * jac_a
+
+        d_right, d_left = d_tau(sv_right, sa_right, left), d_tau(sv_left, sa_left, right)
         prefix_right = torch.nn.functional.pad(d_right.cumsum(1), pad)  # [k] = Σ_{c<k} dτ_c
         prefix_left = torch.nn.functional.pad(d_left.cumsum(1), pad)
         dpsi_dt = torch.where(crossed & (v != 0), e_at * v, torch.zeros_like(v))
