@@ -35,3 +35,18 @@ def keep_freed_memory() -> None:
     mallopt.restype = ctypes.c_int
     if not (mallopt(_M_MMAP_THRESHOLD, 1 << 30) and mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1)):
         raise SystemExit("--keep-freed-memory: glibc refused the new malloc thresholds; run without it")
+
+
+def add_option(parser) -> None:
+    """Give a benchmark's ``argparse`` parser the ``--keep-freed-memory`` flag (acted on by :func:`apply_option`)."""
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="keep freed memory in the process (glibc), so no path pays page faults for fresh buffers",
+    )
+
+
+def apply_option(args) -> None:
+    """Call :func:`keep_freed_memory` if the parsed arguments ask for it."""
+    if args.keep_freed_memory:
+        keep_freed_memory()

@@ -32,6 +32,7 @@ import platform
 import statistics
 import time
 
+import _allocator  # a sibling module: the scripts run from benchmarks/
 import torch
 import torch.nn.functional as F
 
@@ -126,16 +127,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--device", action="append", help="cpu and/or cuda (default: cpu, plus cuda if available)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument(
-        "--keep-freed-memory",
-        action="store_true",
-        help="keep freed memory in the process (glibc), so no path pays page faults for fresh buffers",
-    )
+    _allocator.add_option(parser)
     args = parser.parse_args()
-    if args.keep_freed_memory:
-        from _allocator import keep_freed_memory  # a sibling module: the scripts run from benchmarks/
-
-        keep_freed_memory()
+    _allocator.apply_option(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = args.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))

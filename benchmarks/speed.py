@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+import _allocator  # a sibling module: the scripts run from benchmarks/
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -368,16 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-micro", action="store_true", help="skip the per-activation figures")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument(
-        "--keep-freed-memory",
-        action="store_true",
-        help="keep freed memory in the process (glibc), so no path pays page faults for fresh buffers",
-    )
+    _allocator.add_option(parser)
     args = parser.parse_args(argv)
-    if args.keep_freed_memory:
-        from _allocator import keep_freed_memory  # a sibling module: the scripts run from benchmarks/
-
-        keep_freed_memory()
+    _allocator.apply_option(args)
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -21,6 +21,8 @@ import actlab
 from actlab import cpab
 from actlab.activations import ditac as ditac_module
 
+from .repo_files import load
+
 MODES = [("lut", "linear"), ("lut", "nearest"), ("exact", "linear")]
 
 
@@ -555,21 +557,10 @@ def test_cuda_matches_cpu(mode, interp):
     torch.testing.assert_close(gtc.cpu(), gt, atol=1e-4, rtol=1e-4)
 
 
-def _load_script(relative: str):
-    import importlib.util
-    import pathlib
-
-    path = pathlib.Path(__file__).resolve().parent.parent / relative
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_regression_example_runs():
     import argparse
 
-    example = _load_script("examples/ditac_regression.py")
+    example = load("examples/ditac_regression.py")
     torch.manual_seed(0)
     x = torch.rand(5, 2) * 2 - 1
     expected = sum(
@@ -593,7 +584,7 @@ def test_regression_example_runs():
 
 
 def test_speed_benchmark_runs():
-    benchmark = _load_script("benchmarks/ditac_speed.py")
+    benchmark = load("benchmarks/ditac_speed.py")
     # The explicit "compiled" paths are left out: they would compile (tested below, marked compile).
     results = benchmark.bench(
         torch.device("cpu"), 1 << 10, repeats=1, slow_repeats=1, backends=("auto", "fused", "reference")

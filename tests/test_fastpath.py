@@ -288,10 +288,157 @@ def test_compiled_kernels_match_reference_and_serve_every_size():
     compare("serf", LAYOUTS[0], torch.float32, "compiled")  # no parameters
     count = compiled.compiled_graph_count()
     for layout in (("rows", (5, 4, 9), 1, True, None), ("rows", (2, 4, 3, 3), 1, True, None)):
-        compare("srs", layout, torch.float32, "compiled")  # other sizes and ranks: the same graphs
-    compare("serf", ("shared", (1000,), 1, False, None), torch.float32, "compiled")
+        compare("srs", layout, torch.float32, "compiled")  # other sizes and ranks, runs as short: the same graphs
+    compare("serf", ("shared", (40,), 1, False, None), torch.float32, "compiled")
     assert compiled.compiled_graph_count() == count
+    # Runs long enough for wider loops get one graph per direction and width, which serves every such size.
+    for n in (1000, 3000):
+        compare("serf", ("shared", (n,), 1, False, None), torch.float32, "compiled")
+    widths = {compiled.loop_vectors(4, torch.empty(n)) for n in (37, 1000, 3000)}
+    assert compiled.compiled_graph_count() == count + 2 * (len(widths) - 1)
     assert saved_input_sized("srs", "compiled") == (1, True)
+
+
+def _vector_isa_or_skip():
+    from torch._inductor import cpu_vec_isa
+
+    isa = cpu_vec_isa.pick_vec_isa()
+    if not isa:
+        pytest.skip("inductor found no vector ISA on this CPU: its loops are scalar")
+    return isa
+
+
+def test_wider_cpu_loops_apply_to_the_compiling_thread_only():
+    """The ISA's table is scaled inside the context on this thread, and nowhere else, and restored after."""
+    import threading
+
+    from actlab.kernels import compiled
+
+    isa = _vector_isa_or_skip()
+    narrow = isa.nelements(torch.float)
+    seen_elsewhere = []
+    with compiled._wider_cpu_loops(4) as wider:
+        assert wider
+        assert isa.nelements(torch.float) == 4 * narrow
+        thread = threading.Thread(target=lambda: seen_elsewhere.append(isa.nelements(torch.float)))
+        thread.start()
+        thread.join()
+    assert seen_elsewhere == [narrow]
+    assert isa.nelements(torch.float) == narrow
+    with compiled._wider_cpu_loops(1) as wider:
+        assert not wider and isa.nelements(torch.float) == narrow
+
+
+@pytest.mark.parametrize(
+    "extent, requested, expected",
+    [
+        (2**22, 4, 4),  # the shared layout of a large input
+        (64, 4, 4),  # exactly one wide vector: no tail
+        (784, 4, 4),  # 28x28 feature maps: at least four wide vectors
+        (196, 4, 2),  # 14x14: 3 wide vectors and a tail of 4 lanes, but 6 of 32
+        (32, 4, 2),
+        (49, 4, 1),  # 7x7: most of one wide vector would be empty lanes
+        (16, 4, 1),
+        (8, 4, 1),  # fewer elements than one vector
+        (784, 2, 2),  # never wider than the op asks (PAU)
+        (2**22, 1, 1),
+    ],
+)
+def test_loop_width_shrinks_for_short_vectorised_runs(extent, requested, expected, monkeypatch):
+    """With 16 float32 lanes (AVX-512): halve the width until the run is a multiple of it or at least four of it."""
+    from actlab.kernels import compiled
+
+    monkeypatch.setattr(compiled, "_float32_lanes", lambda: 16)
+    assert compiled.loop_vectors(requested, torch.empty(3, extent)) == expected
+
+
+def test_loop_width_is_one_for_other_dtypes_devices_and_scalar_isas(monkeypatch):
+    from actlab.kernels import compiled
+
+    monkeypatch.setattr(compiled, "_float32_lanes", lambda: 16)
+    assert compiled.loop_vectors(4, torch.empty(2**12, dtype=torch.float64)) == 1
+    assert compiled.loop_vectors(4, torch.empty(2**12, dtype=torch.bfloat16)) == 1
+    assert compiled.loop_vectors(4, torch.empty(2**12, device="meta")) == 1
+    monkeypatch.setattr(compiled, "_float32_lanes", lambda: 0)
+    assert compiled.loop_vectors(4, torch.empty(2**12)) == 1
+
+
+def test_kernels_are_built_at_the_width_for_their_input(monkeypatch):
+    """forward and backward ask run() for loop_vectors of the canonical input; an explicit width wins."""
+    from actlab.kernels import compiled
+    from actlab.kernels.layout import plan
+
+    asked = []
+    monkeypatch.setattr(compiled, "_float32_lanes", lambda: 16)
+    monkeypatch.setattr(compiled, "run", lambda name, key, make, args, *, cpu_vectors: asked.append(cpu_vectors))
+    op = actlab.create("zorro").op
+    cases = [  # input shape, parameter shape (per channel), width
+        ((8, 64, 7, 7), (1, 64, 1, 1), 1),  # "rows", runs of 49
+        ((8, 64, 28, 28), (1, 64, 1, 1), 4),  # "rows", runs of 784
+        ((8, 14, 14, 32), (1, 1, 1, 32), 2),  # "cols", 32 channels
+        ((8, 14, 14, 32), (), 4),  # "shared"
+    ]
+    for shape, param_shape, expected in cases:
+        x = torch.randn(shape)
+        params = [torch.ones(param_shape) for _ in op.param_names]
+        layout = plan(x, params)
+        xv, pv = layout.view(x), layout.params(params, torch.float32)
+        compiled.forward(op, layout, xv, pv)
+        compiled.backward(op, layout, xv, torch.ones_like(xv), pv, (True,) * (1 + len(pv)))
+        assert asked[-2:] == [expected, expected], shape
+    compiled.forward(op, layout, xv, pv, vectors=8)
+    assert asked[-1] == 8
+
+
+def test_cpu_vectors_must_be_a_supported_count():
+    with pytest.raises(ValueError, match="cpu_vectors must be 1, 2, 4 or 8"):
+        actlab.elementwise.ElementwiseOp("probe", (), torch.sigmoid, lambda x: (x,), cpu_vectors=3)
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize("name, vectors", [("serf", 4), ("pau", 2)])
+def test_float32_cpu_kernels_take_the_ops_vectors_per_iteration(name, vectors, monkeypatch):
+    """Forward and backward loops use ``VectorizedN<float, cpu_vectors>``; float64 loops keep inductor's width."""
+    from torch._inductor.utils import run_and_get_code
+
+    from actlab.kernels import compiled
+
+    _vector_isa_or_skip()
+    monkeypatch.setattr(compiled, "_cache", {})
+    monkeypatch.setattr(compiled, "_built", set())
+    module = actlab.create(name)
+    assert module.op.cpu_vectors == vectors
+    module.backend = "compiled"
+    for dtype in (torch.float32, torch.float64):
+        x = torch.randn(3, 5, 70, dtype=dtype, requires_grad=True)
+
+        def step():
+            module.to(dtype)(x).sum().backward()
+
+        _, codes = run_and_get_code(step)
+        kernels = [c for c in codes if 'extern "C"' in c]
+        assert len(kernels) == 2  # forward and backward
+        wide = [f"VectorizedN<float,{vectors}>" in c for c in kernels]
+        assert wide == ([True, True] if dtype == torch.float32 else [False, False])
+
+
+@pytest.mark.compile
+def test_the_loop_width_is_part_of_inductors_cache_key():
+    """The same graph compiled narrow, then wide: the wide compile must not be served the cached narrow kernel."""
+    from torch._inductor.utils import run_and_get_code
+
+    from actlab.kernels import compiled
+
+    _vector_isa_or_skip()
+    x = torch.randn(100)
+    make = lambda: lambda t: torch.exp(-torch.exp(-t.abs()))
+    codes = {}
+    for vectors in (1, 4):
+        out, code = run_and_get_code(lambda: compiled.run("width_probe", (), make, (x,), cpu_vectors=vectors))
+        torch.testing.assert_close(out, torch.exp(-torch.exp(-x.abs())))
+        codes[vectors] = "\n".join(code)
+    assert "VectorizedN<float,4>" in codes[4]
+    assert "VectorizedN<float,4>" not in codes[1]
 
 
 @pytest.mark.compile
@@ -337,6 +484,8 @@ def test_compiled_kernels_of_every_op(name, dtype):
     for layout in LAYOUTS:
         compare(name, layout, dtype, "compiled")
     compare(name, LAYOUTS[3], torch.float32, "compiled", specials=True)
+    # Long enough for the widest loops (compiled.loop_vectors), NaN and ±inf included.
+    compare(name, ("shared", (1100,), 1, False, None), torch.float32, "compiled", specials=True)
     assert saved_input_sized(name, "compiled", dtype) == (1, True)
 
 

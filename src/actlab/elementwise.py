@@ -12,6 +12,15 @@ An activation family describes its math once, as an :class:`ElementwiseOp`:
     differentiate it (the reference must keep each autograd branch finite, which
     can cost extra transcendentals; the value alone often needs fewer).
 
+``cpu_vectors`` (optional, default 4)
+    how many SIMD vectors each iteration of the inductor-compiled float32 CPU
+    loops processes (see :mod:`actlab.kernels.compiled`): more independent work
+    in flight for the long chains of transcendental functions most ops are;
+    an op whose loop is short arithmetic with many parameter-gradient
+    accumulators (PAU) asks for fewer. Inputs whose vectorised runs are short
+    (few channels last, small feature maps) get fewer
+    (:func:`actlab.kernels.compiled.loop_vectors`).
+
 From these two, this module builds the paths that :func:`apply` chooses from:
 the reference (autograd through ``forward``) and a fused
 ``torch.autograd.Function`` that computes :attr:`ElementwiseOp.fused_value`
@@ -57,9 +66,12 @@ class ElementwiseOp:
     forward: Callable[..., Tensor]
     derivatives: Callable[..., Sequence[Tensor]]
     value: Callable[..., Tensor] | None = None
+    cpu_vectors: int = 4
     function: type = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.cpu_vectors not in (1, 2, 4, 8):
+            raise ValueError(f"{self.name}: cpu_vectors must be 1, 2, 4 or 8, got {self.cpu_vectors!r}")
         object.__setattr__(self, "function", _make_fused_function(self))
 
     @property

@@ -131,7 +131,9 @@ def pau_op(m: int, n: int) -> ElementwiseOp:
         return (d_x, *d_a, *d_b)
 
     names = tuple(f"a{j}" for j in range(m + 1)) + tuple(f"b{k}" for k in range(1, n + 1))
-    return ElementwiseOp(f"pau_{m}_{n}", names, forward, derivatives)
+    # Short Horner chains and m + n + 1 gradient accumulators: four vectors per loop
+    # iteration run out of registers (backward 3.7 → 5.0 × SiLU on AVX-512), two do not.
+    return ElementwiseOp(f"pau_{m}_{n}", names, forward, derivatives, cpu_vectors=2)
 
 
 @functools.cache

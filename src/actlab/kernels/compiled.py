@@ -18,7 +18,28 @@ fraction of the cold time.
 
 Inputs reach these kernels already in a canonical layout (:mod:`.layout`), so
 the number of graphs per op and dtype is at most three (shared, rows, cols)
-times the needed-gradient patterns seen (usually one).
+times the needed-gradient patterns seen (usually one), times the loop widths
+below (usually one).
+
+Wider CPU loops. Inductor's C++ loops process one SIMD vector per iteration
+(16 float32 with AVX-512). An activation's loop body is a chain of dependent
+transcendental calls (exp, then log1p, then exp ...), each tens of cycles of
+latency, and one iteration's chain is longer than the core's out-of-order
+window can overlap with the next. Asking inductor for ``n`` vectors per
+iteration (``at::vec::VectorizedN<float, n>``, the type it already uses for
+half-precision inputs) puts ``n`` independent chains side by side, op by op.
+Inductor has no setting for this: it derives the width from the vector ISA's
+elements-per-vector table, so while actlab compiles a float32 CPU graph that
+table is multiplied by ``n`` *on the compiling thread only*
+(:func:`_wider_cpu_loops`); other threads and every other compilation see
+inductor's own numbers. A no-op post-grad pass whose ``uuid`` names ``n`` puts
+the width in inductor's cache key, so a cached narrower kernel is never served
+for a wider one. The width is the op's :attr:`ElementwiseOp.cpu_vectors`
+(default 4), reduced for inputs whose vectorised dimension is short
+(:func:`loop_vectors`), so a layout can have up to three graphs, one per
+width. Measured by ``benchmarks/cpu_loop_width.py``; the figures are in
+``docs/performance.md``. DiTAC's gathers and SLAF's staged reductions got
+slower with wider loops, so they keep inductor's width.
 
 One numerical repair: inductor's C++ code computes float32 ``erf`` with ATen's
 vectorised Abramowitz–Stegun formula, whose *relative* error grows without
@@ -30,10 +51,12 @@ below 0.25 (:func:`_erf_float32`).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import threading
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -83,11 +106,94 @@ def _is_float32_erf(node: torch.fx.Node) -> bool:
     return is_erf and isinstance(value, Tensor) and value.dtype == torch.float32
 
 
-def _inductor(gm: torch.fx.GraphModule, example_inputs):
-    """Inductor, with float32 erf made accurate near 0 in CPU graphs."""
+class _ThreadScaledCounts(dict):
+    """A vector ISA's elements-per-vector table, scaled by the compiling thread's loop width."""
+
+    def __getitem__(self, dtype):
+        return super().__getitem__(dtype) * getattr(_compiling, "vectors", 1)
+
+
+_compiling = threading.local()
+
+
+@contextlib.contextmanager
+def _wider_cpu_loops(vectors: int) -> Iterator[bool]:
+    """Make inductor's C++ loops on this thread take ``vectors`` SIMD vectors per iteration.
+
+    Yields whether it could: it cannot where inductor picked no vector ISA or no
+    longer keeps the table this relies on (then the loops keep inductor's width).
+    """
+    from torch._inductor import cpu_vec_isa
+
+    isa = cpu_vec_isa.pick_vec_isa()
+    counts = getattr(isa, "_dtype_nelements", None)
+    if vectors == 1 or not isa or not isinstance(counts, dict):
+        yield False
+        return
+    if not isinstance(counts, _ThreadScaledCounts):
+        isa._dtype_nelements = _ThreadScaledCounts(counts)
+    _compiling.vectors = vectors
+    try:
+        yield True
+    finally:
+        _compiling.vectors = 1
+
+
+def _width_cache_key(vectors: int):
+    """A post-grad pass that does nothing but put the loop width in inductor's cache key."""
+    from torch._inductor.custom_graph_pass import CustomGraphPass
+
+    class LoopWidth(CustomGraphPass):
+        def __call__(self, graph: torch.fx.Graph) -> None:
+            pass
+
+        def uuid(self):
+            return f"actlab-cpu-loop-vectors-{vectors}"
+
+    return LoopWidth()
+
+
+@functools.cache
+def _float32_lanes() -> int:
+    """float32 elements per SIMD vector of inductor's CPU loops (0: no vector ISA, scalar loops)."""
+    from torch._inductor import cpu_vec_isa
+
+    isa = cpu_vec_isa.pick_vec_isa()
+    return isa.bit_width() // 32 if isa else 0
+
+
+def loop_vectors(requested: int, x: Tensor) -> int:
+    """SIMD vectors per loop iteration for an elementwise kernel on the canonical input ``x``.
+
+    Inductor vectorises the last dimension of the canonical view (every element
+    for ``"shared"``, the run of one channel for ``"rows"``, the channels for
+    ``"cols"``) and finishes each run in a tail loop as wide as the main one. A
+    run shorter than the wide vector is then mostly empty lanes: measured at
+    2^22 float32 elements, AGLU per channel with 8 channels as the fastest
+    dimension took 2.1x longer at 4 vectors than at 1, and 4x4 feature maps
+    2.4x. So the width is halved from ``requested`` until the run is a multiple
+    of the wide vector or at least four of them (then the tail costs at most a
+    quarter); float64, half and non-CPU inputs always get 1.
+    """
+    lanes = _float32_lanes() if x.device.type == "cpu" and x.dtype == torch.float32 else 0
+    if not lanes:
+        return 1
+    extent, vectors = x.shape[-1], requested
+    while vectors > 1 and extent % (lanes * vectors) and extent < 4 * lanes * vectors:
+        vectors //= 2
+    return vectors
+
+
+def _inductor(gm: torch.fx.GraphModule, example_inputs, cpu_vectors: int = 1):
+    """Inductor, with float32 erf made accurate near 0 and ``cpu_vectors`` per loop iteration in CPU graphs.
+
+    The wider loops apply to graphs whose floating-point inputs are all float32
+    (the case measured; float64 and half inputs keep inductor's width).
+    """
     from torch._inductor.compile_fx import compile_fx
 
-    on_cpu = not any(isinstance(t, Tensor) and t.device.type != "cpu" for t in example_inputs)
+    tensors = [t for t in example_inputs if isinstance(t, Tensor)]
+    on_cpu = all(t.device.type == "cpu" for t in tensors)
     erfs = [n for n in gm.graph.nodes if on_cpu and _is_float32_erf(n)]
     for node in erfs:
         with gm.graph.inserting_after(node):
@@ -97,7 +203,11 @@ def _inductor(gm: torch.fx.GraphModule, example_inputs):
         gm.graph.erase_node(node)
     if erfs:
         gm.recompile()
-    return compile_fx(gm, example_inputs)
+    float32_only = all(t.dtype == torch.float32 for t in tensors if t.is_floating_point())
+    vectors = cpu_vectors if on_cpu and float32_only else 1
+    with _wider_cpu_loops(vectors) as wider:
+        patches = {"post_grad_custom_post_pass": _width_cache_key(vectors)} if wider else None
+        return compile_fx(gm, example_inputs, config_patches=patches)
 
 
 def _make_forward(op: ElementwiseOp) -> Callable:
@@ -118,22 +228,24 @@ def _make_backward(op: ElementwiseOp, needs: tuple[bool, ...]) -> Callable:
     return kernel
 
 
-def run(name: str, key: tuple, make: Callable[[], Callable], args: Sequence[Tensor]):
-    """Run the kernel ``make()`` on ``args``, compiled by inductor once per ``(name, key)``.
+def run(name: str, key: tuple, make: Callable[[], Callable], args: Sequence[Tensor], *, cpu_vectors: int = 1):
+    """Run the kernel ``make()`` on ``args``, compiled by inductor once per ``(name, key, cpu_vectors)``.
 
     The generic entry point: the elementwise ops' kernels below, and activations
     with kernels of their own (DiTAC's LUT), go through it. ``key`` must tell
     apart everything that changes the traced graph (dtype, layout, gradients
     needed); sizes need not, the graphs are dynamic. A failed build raises
-    :class:`~.dispatch.KernelUnavailable`.
+    :class:`~.dispatch.KernelUnavailable`. ``cpu_vectors``: SIMD vectors per
+    iteration of float32 CPU loops (see the module docstring).
     """
-    full_key = (name, *key)
+    full_key = (name, *key, cpu_vectors)
     fn = _cache.get(full_key)
     if fn is None:
         with _lock:
             fn = _cache.get(full_key)
             if fn is None:
-                fn = torch.compile(_named(make(), f"actlab_{name}"), backend=_inductor, dynamic=True, fullgraph=True)
+                backend = functools.partial(_inductor, cpu_vectors=cpu_vectors)
+                fn = torch.compile(_named(make(), f"actlab_{name}"), backend=backend, dynamic=True, fullgraph=True)
                 _cache[full_key] = fn
     if full_key in _built:
         return fn(*args)
@@ -150,18 +262,35 @@ def run(name: str, key: tuple, make: Callable[[], Callable], args: Sequence[Tens
     return out
 
 
-def forward(op: ElementwiseOp, layout: Layout, x: Tensor, params: Sequence[Tensor]) -> Tensor:
-    """The op's value on a canonical input (see :mod:`.layout`), with canonical parameters."""
-    return run(f"{op.name}_forward", (op, x.dtype, layout.kind), lambda: _make_forward(op), (x, *params))
+def forward(
+    op: ElementwiseOp, layout: Layout, x: Tensor, params: Sequence[Tensor], *, vectors: int | None = None
+) -> Tensor:
+    """The op's value on a canonical input (see :mod:`.layout`), with canonical parameters.
+
+    ``vectors``: SIMD vectors per CPU loop iteration; by default
+    :func:`loop_vectors` of the op's ``cpu_vectors`` (benchmarks pass others).
+    """
+    key = (op, x.dtype, layout.kind)
+    vectors = vectors or loop_vectors(op.cpu_vectors, x)
+    return run(f"{op.name}_forward", key, lambda: _make_forward(op), (x, *params), cpu_vectors=vectors)
 
 
 def backward(
-    op: ElementwiseOp, layout: Layout, x: Tensor, grad: Tensor, params: Sequence[Tensor], needs: Sequence[bool]
+    op: ElementwiseOp,
+    layout: Layout,
+    x: Tensor,
+    grad: Tensor,
+    params: Sequence[Tensor],
+    needs: Sequence[bool],
+    *,
+    vectors: int | None = None,
 ) -> tuple[Tensor | None, ...]:
-    """(grad_x, *grad_params) on canonical tensors; parameter gradients in canonical shape."""
+    """(grad_x, *grad_params) on canonical tensors; parameter gradients in canonical shape (``vectors``: as in :func:`forward`)."""
     needs = tuple(bool(n) for n in needs)
     key = (op, x.dtype, layout.kind, needs)
-    return run(f"{op.name}_backward", key, lambda: _make_backward(op, needs), (x, grad, *params))
+    make = lambda: _make_backward(op, needs)
+    vectors = vectors or loop_vectors(op.cpu_vectors, x)
+    return run(f"{op.name}_backward", key, make, (x, grad, *params), cpu_vectors=vectors)
 
 
 def compiled_graph_count() -> int:
