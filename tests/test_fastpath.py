@@ -562,6 +562,41 @@ def test_non_finite_parameters_propagate(eager_engine):
         run(op, params, torch.randn(10), 1, "compiled")
 
 
+def test_traced_for_the_cpu_float32_erf_shares_its_exponential_with_the_gaussian():
+    """actlab._math.erf_and_gaussian under torch.compile on CPU, float32: erf written out (A&S 7.1.26 around
+    e^{-z²}, the Taylor series below 0.25), within 4e-7 of erf, full relative precision near 0."""
+    from actlab._math import erf_and_gaussian
+
+    graphs = []
+
+    def capture(gm, example_inputs):  # a Dynamo backend that runs the traced graph as it is
+        graphs.append(gm)
+        return gm.forward
+
+    tiny = torch.logspace(-40, -1, 400, dtype=torch.float64)
+    z64 = torch.cat([torch.linspace(-7, 7, 28001, dtype=torch.float64), tiny, -tiny])
+    z = z64.float()
+    traced = torch.compile(erf_and_gaussian, backend=capture, fullgraph=True, dynamic=False)
+    erf, gaussian = traced(z)
+    assert len(graphs) == 1 and "erf" not in graphs[0].code and graphs[0].code.count("exp(") == 1
+    want = torch.erf(z.double())
+    # A&S's 1.5e-7 plus float32 rounding: 3.5e-7 here; inductor's own float32 erf, which it replaces, is 4.0e-7 off.
+    assert (erf.double() - want).abs().max().item() <= 4e-7
+    near0 = (z.abs() < 0.25) & (want.abs() >= torch.finfo(torch.float32).tiny)  # subnormals have fewer bits
+    rel = ((erf.double() - want).abs() / want.abs())[near0]
+    assert rel.max().item() <= 2 * torch.finfo(torch.float32).eps
+    assert torch.equal(gaussian, torch.exp(-z * z))
+    specials = torch.tensor([float("inf"), float("-inf"), float("nan"), 0.0, -0.0])
+    erf_s, gaussian_s = traced(specials)
+    torch.testing.assert_close(erf_s, torch.erf(specials), equal_nan=True, rtol=0, atol=0)
+    torch.testing.assert_close(gaussian_s, torch.exp(-specials * specials), equal_nan=True, rtol=0, atol=0)
+    # float64 keeps torch.erf when traced; eager code is torch.erf itself.
+    graphs.clear()
+    traced(z64)
+    assert "erf" in graphs[-1].code
+    assert torch.equal(erf_and_gaussian(z)[0], torch.erf(z))
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_traced_for_the_cpu_log1p_is_a_series_as_accurate_as_log1p(dtype):
     """Under torch.compile on CPU, log1p on [0, 1] is a series (actlab._math.log1p_of_unit): within 2 ulp of log1p."""

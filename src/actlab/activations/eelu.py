@@ -8,9 +8,10 @@ can absorb the sign; we do not "fix" it.
 
 Numerics. ``exp(-x)`` overflows for x < -88 (float32) and autograd would then
 multiply 0 by ∞. For x < -30, erf(e^{-x}) is exactly 1 in float32 and float64,
-so the inner exponent is clamped there; the derivative's second term is written
-as ``x·(2/√π)·exp(-x - e^{-2x})``, a single exponential that underflows to 0
-instead of overflowing.
+so the inner exponent is clamped there; the derivative's second term
+``x·(2/√π)·w·exp(-w²)``, w = e^{-x}, then stays finite (w ≤ e^30, exp(-w²)
+underflows to 0), and exp(-w²) is the exponential that erf(w) needs anyway
+(:func:`actlab._math.erf_and_gaussian`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import math
 import torch
 from torch import Tensor
 
+from .._math import erf_and_gaussian
 from ..base import Activation
 from ..elementwise import ElementwiseOp, apply
 from ..registry import register
@@ -43,9 +45,9 @@ def _forward(x: Tensor) -> Tensor:
 
 
 def _derivatives(x: Tensor) -> tuple[Tensor]:
-    xc = x.clamp(min=_SATURATION)
-    w = torch.exp(-xc)
-    return (-torch.erf(w) + x * (_TWO_OVER_SQRT_PI * torch.exp(-xc - w * w)),)
+    w = torch.exp(-x.clamp(min=_SATURATION))
+    erf_w, gaussian = erf_and_gaussian(w)
+    return (-erf_w + x * (_TWO_OVER_SQRT_PI * w * gaussian),)
 
 
 EELU_OP = ElementwiseOp("eelu", (), _forward, _derivatives)

@@ -26,6 +26,7 @@ import math
 import torch
 from torch import Tensor
 
+from .._math import erf_and_gaussian
 from ..base import Param, ParametricActivation, Positive, Real, check_numbers
 from ..elementwise import ElementwiseOp, ParamLike, apply
 from ..registry import register
@@ -57,10 +58,8 @@ def _fast_tail_and_density(x: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
     rounding of each other for large z in the reference too. No saturation
     guards: erf is ±1 and the density 0 at |z| = ∞, which are the exact limits.
     """
-    z = x * (1 / sigma)
-    tail = 0.5 - 0.5 * torch.erf(z * _INV_SQRT2)
-    density = _INV_SQRT_2PI * torch.exp(-0.5 * z * z)
-    return tail, density
+    erf_z, gaussian = erf_and_gaussian(x * (_INV_SQRT2 / sigma))
+    return 0.5 - 0.5 * erf_z, _INV_SQRT_2PI * gaussian
 
 
 def _value(tail_and_density):

@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._math import softplus, softplus_and_sigmoid, softplus_by_series
+from .._math import erf_and_gaussian, softplus, softplus_and_sigmoid, softplus_by_series
 from ..base import Activation
 from ..elementwise import ElementwiseOp, apply
 from ..registry import register
@@ -47,7 +47,8 @@ def _value(softplus_fn):
 
 def _derivatives(x: Tensor) -> tuple[Tensor]:
     sp, sigmoid = softplus_and_sigmoid(x)
-    return (torch.erf(sp) + x * sigmoid * (_TWO_OVER_SQRT_PI * torch.exp(-sp * sp)),)
+    erf_sp, gaussian = erf_and_gaussian(sp)
+    return (erf_sp + x * sigmoid * (_TWO_OVER_SQRT_PI * gaussian),)
 
 
 SERF_OP = ElementwiseOp("serf", (), _value(softplus), _derivatives, value=_value(softplus_by_series))

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import threading
 import types
 from collections.abc import Callable, Iterator, Sequence
@@ -61,6 +60,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
+from .._math import ERF_SERIES_LIMIT, erf_series
 from ..elementwise import ElementwiseOp, backward_grads, forward_value
 from .dispatch import KernelUnavailable
 from .layout import Layout
@@ -84,18 +84,9 @@ def _named(fn: Callable, name: str) -> Callable:
     return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
 
 
-# erf(t) = 2/√π · (t - t³/3 + t⁵/10 - t⁷/42 + t⁹/216 - ...): below |t| = 0.25 the
-# first omitted term is 7e-10 relative, far below float32's resolution.
-_ERF_SERIES = tuple(2 / math.sqrt(math.pi) * c for c in (1.0, -1 / 3, 1 / 10, -1 / 42, 1 / 216))
-_ERF_SERIES_LIMIT = 0.25
-
-
 def _erf_float32(t: Tensor) -> Tensor:
     """float32 erf with full relative precision near 0 (see the module docstring)."""
-    t2 = t * t
-    c1, c3, c5, c7, c9 = _ERF_SERIES
-    series = t * (c1 + t2 * (c3 + t2 * (c5 + t2 * (c7 + t2 * c9))))
-    return torch.where(t.abs() < _ERF_SERIES_LIMIT, series, torch.erf(t))
+    return torch.where(t.abs() < ERF_SERIES_LIMIT, erf_series(t), torch.erf(t))
 
 
 def _is_float32_erf(node: torch.fx.Node) -> bool:
