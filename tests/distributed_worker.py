@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import gc
 import os
 import socket
 from pathlib import Path
@@ -178,23 +179,32 @@ def worker(rank: int, world_size: int, out_dir: str) -> None:
         timeout=datetime.timedelta(seconds=60),
     )
     try:
-        mesh = init_device_mesh("cpu", (world_size,))
-        result: dict = {"runs": {}}
-        for group in groups():
-            for wrapper in WRAPPERS:
-                model = build_model(group)
-                _train(_wrap(model, wrapper, mesh), rank, world_size)
-                state = model.state_dict()
-                parameters = _full(model.named_parameters())
-                result["runs"][f"{group}/{wrapper}"] = {
-                    "parameters": parameters,
-                    "state": _full(state.items()),
-                    "ranks_equal": _all_ranks_equal(parameters, world_size),
-                    "records": actlab.saved_activations(state),
-                }
+        result = {"runs": _train_every_run(rank, world_size, init_device_mesh("cpu", (world_size,)))}
         result["tcp"] = _tcp_endpoints()
         result["gloo_socket_ifname"] = os.environ.get("GLOO_SOCKET_IFNAME")
         torch.save(result, Path(out_dir) / f"rank{rank}.pt")
         dist.barrier()
     finally:
+        # The wrappers' hooks keep the process group alive through reference cycles; left to the
+        # collection at interpreter exit, gloo's worker threads can be stopped mid-call and abort
+        # the process (see the README's DDP example).
+        gc.collect()
         dist.destroy_process_group()
+
+
+def _train_every_run(rank: int, world_size: int, mesh) -> dict:
+    """Every group under every wrapper: the results as plain tensors (the models die with this frame)."""
+    runs = {}
+    for group in groups():
+        for wrapper in WRAPPERS:
+            model = build_model(group)
+            _train(_wrap(model, wrapper, mesh), rank, world_size)
+            state = model.state_dict()
+            parameters = _full(model.named_parameters())
+            runs[f"{group}/{wrapper}"] = {
+                "parameters": parameters,
+                "state": _full(state.items()),
+                "ranks_equal": _all_ranks_equal(parameters, world_size),
+                "records": actlab.saved_activations(state),
+            }
+    return runs
