@@ -26,13 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
 
 import _allocator  # a sibling module: the scripts run from benchmarks/
 import torch
 import torch.nn.functional as F
-from speed import activation_names  # a sibling module: the scripts run from benchmarks/
+from speed import activation_names, time_steps_round_robin  # sibling modules: the scripts run from benchmarks/
 
 import actlab
 from actlab.elementwise import ElementwiseOp, param_tensor
@@ -72,17 +70,6 @@ def kernels_for(module, x: torch.Tensor, widths: list[int]) -> tuple[dict[str, c
         fns[f"fwd{w}"] = lambda w=w: compiled.forward(op, layout, xv, pv, vectors=w)
         fns[f"bwd{w}"] = lambda w=w: compiled.backward(op, layout, xv, grad, pv, needs, vectors=w)
     return fns, compiled.loop_vectors(op.cpu_vectors, xv)
-
-
-def time_round_robin(fns: dict[str, callable], repeats: int, warmup: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for r in range(warmup + repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            if r >= warmup:
-                times[name].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         fns = {**silu, **kernels}
         for fn in fns.values():  # build every kernel before timing
             fn()
-        t = time_round_robin(fns, args.repeats, warmup=2)
+        t = time_steps_round_robin(fns, args.repeats, 2, torch.device("cpu"))
         row = {
             "chosen_width": chosen,
             "forward": {w: t[f"fwd{w}"] / t["silu_fwd"] for w in widths},

@@ -262,7 +262,7 @@ def end_to_end(report: Report, names, device, repeats, warmup, quick: bool) -> N
 
             steps[name] = train_step
             firsts[name] = _time(train_step, 1, 0, device)  # includes any compile
-        medians = _time_round_robin(steps, repeats, warmup, device)
+        medians = time_steps_round_robin(steps, repeats, warmup, device)
         for name, median in medians.items():
             report.end_to_end.append(
                 {
@@ -277,10 +277,11 @@ def end_to_end(report: Report, names, device, repeats, warmup, quick: bool) -> N
 
 
 def _time(step, repeats, warmup, device) -> float:
-    return _time_round_robin({"step": step}, repeats, warmup, device)["step"]
+    return time_steps_round_robin({"step": step}, repeats, warmup, device)["step"]
 
 
-def _time_round_robin(steps: dict[str, Callable], repeats, warmup, device) -> dict[str, float]:
+def time_steps_round_robin(steps: dict[str, Callable], repeats, warmup, device) -> dict[str, float]:
+    """Median seconds of each no-argument call, the calls interleaved round by round."""
     times: dict[str, list[float]] = {k: [] for k in steps}
     for r in range(warmup + repeats):
         for name, step in steps.items():
