@@ -109,6 +109,27 @@ def _param_grads_in_float64(op, params, x, grad_like, channel_dim):
     return exact, [p.grad for p in ps]
 
 
+def _assert_input_gradient_close(got, ref, op, params, x, channel_dim, tol, where) -> None:
+    """``got`` within ``tol`` of the same-dtype reference ``ref``, or no further from the float64 truth
+    than ``tol`` plus twice the reference's own error there.
+
+    Where a derivative is ill-conditioned (Zorro's near its humps, with the steep per-channel
+    parameters of these cases), the float32 reference is itself ~100 ulps off, and a fast path that
+    rounds differently (one FMA instead of a multiply and an add) can be as far off in the other
+    direction: then both are compared with float64, as the parameter gradients always are.
+    """
+    if torch.allclose(got, ref, equal_nan=True, **tol):
+        return
+    _, exact, _ = run(op, [p.double() for p in params], x.double(), channel_dim, "reference")
+    error, own_error = (got.double() - exact).abs(), (ref.double() - exact).abs()
+    bound = tol["atol"] + tol["rtol"] * exact.abs() + 2 * own_error
+    bad = ~(error <= bound)
+    assert not bad.any(), (
+        f"{where} grad_x: {int(bad.sum())} elements off, e.g. {got[bad][:3].tolist()} against the reference's "
+        f"{ref[bad][:3].tolist()} (float64: {exact[bad][:3].tolist()})"
+    )
+
+
 def compare(name, layout, dtype, backend, specials=False, device="cpu") -> None:
     """Assert that ``backend`` matches the reference on one case (raises AssertionError).
 
@@ -136,7 +157,7 @@ def compare(name, layout, dtype, backend, specials=False, device="cpu") -> None:
         finite = x.isfinite()
         torch.testing.assert_close(got[1][finite], ref[1][finite], **tol, msg=lambda m: f"{where} grad_x: {m}")
         return
-    torch.testing.assert_close(got[1], ref[1], **tol, msg=lambda m: f"{where} grad_x: {m}")
+    _assert_input_gradient_close(got[1], ref[1], op, params, x, channel_dim, tol, where)
     if not params:
         return
     exact, magnitude = _param_grads_in_float64(op, params, x, upstream_grad(x).double(), channel_dim)

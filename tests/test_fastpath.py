@@ -442,6 +442,29 @@ def test_the_loop_width_is_part_of_inductors_cache_key():
 
 
 @pytest.mark.compile
+def test_cpu_kernels_fuse_multiply_adds_and_the_setting_is_part_of_the_cache_key(monkeypatch):
+    """t·t - c rounded once: with t = 1 + 2^-12 and c = fl(t²) = 1 + 2^-11, exactly 2^-24 (two roundings: 0).
+
+    Built first without the setting and then with it, the same graph in one
+    process: the second build must not be served the first one's kernel.
+    """
+    from actlab.kernels import compiled
+
+    _vector_isa_or_skip()
+    assert compiled._contraction_patch(), "this torch's inductor has no FP-contraction setting"
+    t = torch.full((100,), 1 + 2**-12)
+    c = torch.full((100,), 1 + 2**-11)
+    assert (t * t == c).all()  # torch's own multiply rounds t² to c
+    make = lambda: lambda a, b: a * a - b
+    monkeypatch.setattr(compiled, "_contraction_patch", lambda: {})
+    separate = compiled.run("contract_probe_off", (), make, (t, c))
+    monkeypatch.undo()
+    fused = compiled.run("contract_probe_on", (), make, (t, c))
+    assert (separate == 0).all()
+    assert (fused == 2**-24).all()
+
+
+@pytest.mark.compile
 def test_models_using_fast_paths_compile_with_fullgraph():
     """Inside torch.compile every backend is the fused Function: one graph, no nested compiled kernels."""
     from actlab.kernels import compiled
