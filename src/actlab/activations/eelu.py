@@ -11,7 +11,21 @@ multiply 0 by ∞. For x < -30, erf(e^{-x}) is exactly 1 in float32 and float64,
 so the inner exponent is clamped there; the derivative's second term
 ``x·(2/√π)·w·exp(-w²)``, w = e^{-x}, then stays finite (w ≤ e^30, exp(-w²)
 underflows to 0), and exp(-w²) is the exponential that erf(w) needs anyway
-(:func:`actlab._math.erf_and_gaussian`).
+(:func:`actlab._math.erf_and_gaussian`). At ±∞ that term is taken as its
+limit 0, not ∞·0.
+
+CPU kernels. In float32 code compiled for the CPU, erf(e^{-x}) and EELU' are
+polynomials instead of two exponentials and an erf: with w = e^{-|x|} and y = -x,
+
+* x >= 0: erf(w) = w·A(w) and EELU' = w·(x·B(w) - A(w)), with A(w) = erf(w)/w
+  and B(w) = erf'(w) = (2/√π)·e^{-w²}, smooth on [0, 1];
+* -ln 4.5 <= x < 0: erf(e^y) = P(y) and EELU'(x) = -F(y), polynomials fitted there;
+* x < -ln 4.5: erf(e^y) = 1 - 2e-10 and the derivative's second term < 2e-8,
+  so EELU(x) = -x and EELU'(x) = -1 in float32.
+
+The polynomials (A of degree 8, B 9, P 14, F 16) interpolate the float64
+functions at Chebyshev points (:class:`actlab._math.FittedGate`, shared with
+Serf, in u = -x): one exponential and 22 (value) or 33 (derivative) multiply-adds.
 """
 
 from __future__ import annotations
@@ -21,7 +35,12 @@ import math
 import torch
 from torch import Tensor
 
-from .._math import erf_and_gaussian
+from .._math import (
+    FittedGate,
+    compiling_for_cpu,
+    erf_and_gaussian,
+    erf_of_array,
+)
 from ..base import Activation
 from ..elementwise import ElementwiseOp, apply
 from ..registry import register
@@ -44,13 +63,41 @@ def _forward(x: Tensor) -> Tensor:
     return -x * torch.erf(torch.exp(-x.clamp(min=_SATURATION)))
 
 
+def _fast_value(x: Tensor) -> Tensor:
+    if compiling_for_cpu(x, float32=True):
+        return FITTED.value(-x)
+    return _forward(x)
+
+
 def _derivatives(x: Tensor) -> tuple[Tensor]:
+    if compiling_for_cpu(x, float32=True):
+        return (-FITTED.derivative(-x),)
     w = torch.exp(-x.clamp(min=_SATURATION))
     erf_w, gaussian = erf_and_gaussian(w)
-    return (-erf_w + x * (_TWO_OVER_SQRT_PI * w * gaussian),)
+    # Clamped, the second term is its limit 0 at ±inf instead of ∞·0; outside [-30, 1e4] it is 0 anyway.
+    return (-erf_w + x.clamp(_SATURATION, _NEGLIGIBLE) * (_TWO_OVER_SQRT_PI * w * gaussian),)
 
 
-EELU_OP = ElementwiseOp("eelu", (), _forward, _derivatives)
+def _fit() -> FittedGate:
+    import numpy as np
+
+    def gate(u):
+        return erf_of_array(np.exp(u))
+
+    def slope(u):  # (2/√π)·e^u·e^{-e^{2u}}
+        return _TWO_OVER_SQRT_PI * np.exp(u - np.exp(2 * u))
+
+    # Above u = ln 4.5, erf(e^u) = 1 - 2e-10 and u·(its derivative) < 2e-8. Degrees: the lowest
+    # at which float32 evaluation reaches its floor (tests/test_fitted_polynomials.py).
+    return FittedGate.fit(gate, slope, end=math.log(4.5), degrees=(8, 9, 14, 16))
+
+
+#: The CPU kernels' polynomials (module docstring), in u = -x, fitted at import (a few
+#: milliseconds of numpy) so that traced code only reads constants.
+FITTED = _fit()
+
+
+EELU_OP = ElementwiseOp("eelu", (), _forward, _derivatives, value=_fast_value)
 
 
 def eelu(x: Tensor, *, backend: str | None = None) -> Tensor:

@@ -11,7 +11,21 @@ derivative
     Serf'(x) = erf(sp(x)) + x · (2/√π) · exp(-sp(x)²) · σ(x)
 
 is used by the fused path; the equivalent form with ``Serf(x)/x`` is avoided
-because it divides by zero at x = 0.
+because it divides by zero at x = 0. Its second term is taken as its limit 0
+at ±∞, not ∞·0.
+
+CPU kernels. In float32 code compiled for the CPU, g(x) = erf(softplus(x)) and
+Serf' are polynomials instead of an exp, a log1p and an erf (with its own exp):
+with w = e^{-|x|},
+
+* x < 0: g = w·A(w) and Serf' = w·(A(w) + x·B(w)), where A(w) = erf(ln(1+w))/w
+  and B(w) = d(w·A)/dw = (2/√π)·e^{-ln²(1+w)}/(1+w) are smooth on [0, 1];
+* 0 <= x <= 4.5: g = P(x) and Serf' = F(x), polynomials fitted to them there;
+* x > 4.5: g = 1 - 2e-10 and x·g'(x) < 1e-8, so Serf(x) = x and Serf'(x) = 1 in float32.
+
+The polynomials (A and B of degree 9, P and F of degree 18) interpolate the
+float64 functions at Chebyshev points (:class:`actlab._math.FittedGate`, shared
+with EELU): one exponential and 27 (value) or 36 (derivative) multiply-adds.
 """
 
 from __future__ import annotations
@@ -21,7 +35,15 @@ import math
 import torch
 from torch import Tensor
 
-from .._math import erf_and_gaussian, softplus, softplus_and_sigmoid, softplus_by_series
+from .._math import (
+    FittedGate,
+    compiling_for_cpu,
+    erf_and_gaussian,
+    erf_of_array,
+    softplus,
+    softplus_and_sigmoid,
+    softplus_by_series,
+)
 from ..base import Activation
 from ..elementwise import ElementwiseOp, apply
 from ..registry import register
@@ -45,13 +67,42 @@ def _value(softplus_fn):
     return value
 
 
+def _fast_value(x: Tensor) -> Tensor:
+    if compiling_for_cpu(x, float32=True):
+        return FITTED.value(x)
+    return _value(softplus_by_series)(x)
+
+
 def _derivatives(x: Tensor) -> tuple[Tensor]:
+    if compiling_for_cpu(x, float32=True):
+        return (FITTED.derivative(x),)
     sp, sigmoid = softplus_and_sigmoid(x)
     erf_sp, gaussian = erf_and_gaussian(sp)
-    return (erf_sp + x * sigmoid * (_TWO_OVER_SQRT_PI * gaussian),)
+    # Clamped, the second term is its limit 0 at ±inf instead of ∞·0; beyond ±1e4 it is 0 anyway.
+    return (erf_sp + x.clamp(_NEGLIGIBLE, -_NEGLIGIBLE) * sigmoid * (_TWO_OVER_SQRT_PI * gaussian),)
 
 
-SERF_OP = ElementwiseOp("serf", (), _value(softplus), _derivatives, value=_value(softplus_by_series))
+def _fit() -> FittedGate:
+    import numpy as np
+
+    def gate(u):
+        return erf_of_array(np.logaddexp(0.0, u))
+
+    def slope(u):  # (2/√π)·e^{-sp²}·σ(u)
+        sp = np.logaddexp(0.0, u)
+        return _TWO_OVER_SQRT_PI * np.exp(-sp * sp - np.logaddexp(0.0, -u))
+
+    # Above 4.5, erf(softplus(x)) = 1 - 2e-10 and x·(its derivative) < 1e-8. Degrees: the lowest
+    # at which float32 evaluation reaches its floor (tests/test_fitted_polynomials.py).
+    return FittedGate.fit(gate, slope, end=4.5, degrees=(9, 9, 18, 18))
+
+
+#: The CPU kernels' polynomials (module docstring), fitted at import (a few milliseconds of numpy)
+#: so that traced code only reads constants.
+FITTED = _fit()
+
+
+SERF_OP = ElementwiseOp("serf", (), _value(softplus), _derivatives, value=_fast_value)
 
 
 def serf(x: Tensor, *, backend: str | None = None) -> Tensor:

@@ -139,7 +139,8 @@ def serf_value(x, params, META: tl.constexpr):
 @triton.jit
 def serf_partials(x, params, META: tl.constexpr):
     sp = _softplus(x)
-    return (tl.math.erf(sp) + x * tl.sigmoid(x) * (_TWO_OVER_SQRT_PI * tl.exp(-sp * sp)),)
+    # x clamped as in activations/serf.py: the second term is its limit 0 at ±inf, not ∞·0
+    return (tl.math.erf(sp) + _clamp(x, -1e4, 1e4) * tl.sigmoid(x) * (_TWO_OVER_SQRT_PI * tl.exp(-sp * sp)),)
 
 
 @triton.jit
@@ -152,7 +153,8 @@ def eelu_value(x, params, META: tl.constexpr):
 def eelu_partials(x, params, META: tl.constexpr):
     xc = tl.where(x < -30.0, -30.0, x)
     w = tl.exp(-xc)
-    return (-tl.math.erf(w) + x * (_TWO_OVER_SQRT_PI * tl.exp(-xc - w * w)),)
+    # x clamped as in activations/eelu.py: the second term is its limit 0 at ±inf, not ∞·0
+    return (-tl.math.erf(w) + _clamp(x, -30.0, 1e4) * (_TWO_OVER_SQRT_PI * tl.exp(-xc - w * w)),)
 
 
 # -- Zorro family -----------------------------------------------------------------------------------
