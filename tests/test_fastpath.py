@@ -465,6 +465,30 @@ def test_cpu_kernels_fuse_multiply_adds_and_the_setting_is_part_of_the_cache_key
 
 
 @pytest.mark.compile
+def test_a_recompile_after_the_first_call_keeps_python_numbers_as_constants():
+    """An inference-mode input fails a guard of the first graph; the graph traced for it must still
+    compile the kernel's Python floats into the code rather than take them as float64 inputs."""
+    from torch._inductor.utils import run_and_get_code
+
+    from actlab.kernels import compiled
+
+    def make():
+        scale, shift = 2.5, 1.25  # closed over, as the kernels' interval ends and constants are
+
+        return lambda t: t * scale + shift
+
+    x = torch.randn(100)
+    compiled.run("specialize_probe", (), make, (x,))
+    with torch.inference_mode():
+        frozen = torch.randn(100)
+        out, codes = run_and_get_code(lambda: compiled.run("specialize_probe", (), make, (frozen,)))
+    torch.testing.assert_close(out, frozen * 2.5 + 1.25)
+    kernels = [c for c in codes if 'extern "C"' in c]
+    assert len(kernels) == 1, "the inference-mode call was expected to trace a second graph"
+    assert "double" not in kernels[0] and "2.5" in kernels[0]
+
+
+@pytest.mark.compile
 def test_models_using_fast_paths_compile_with_fullgraph():
     """Inside torch.compile every backend is the fused Function: one graph, no nested compiled kernels."""
     from actlab.kernels import compiled
