@@ -44,8 +44,8 @@ slower with wider loops, so they keep inductor's width.
 Fused multiply-adds. Inductor builds its C++ kernels with
 ``-ffp-contract=off``, and its vector types spell ``a * b + c`` as a multiply
 and an add, so the polynomials the kernels are made of (the series for log1p
-and erf, Abramowitz–Stegun's erf, PAU's rationals, the exponentials' range
-reduction around them) take two instructions and two roundings per term. CPU
+and erf, Abramowitz–Stegun's erf, PAU's rationals, Serf's and EELU's fitted
+polynomials) took two instructions and two roundings per term. CPU
 graphs built here are compiled with ``-ffp-contract=fast`` instead (inductor's
 ``cpp.enable_floating_point_contract_flag``; the setting is part of inductor's
 cache key like any config): GCC then emits one FMA, rounded once, so values
@@ -256,8 +256,8 @@ def _specialized_numbers() -> Iterator[None]:
     iteration loads and converts. On for every call, not only the first: a
     guard can fail later and Dynamo then traces again (an input made under
     ``torch.inference_mode`` lacks the autograd dispatch key), and such a
-    recompile without it made Serf's forward 2× slower, for every later call in
-    any mode. Set directly rather than by ``config.patch``, which costs twice
+    recompile without it made Serf's forward 2× slower on every call that
+    used that graph. Set directly rather than by ``config.patch``, which costs twice
     as much per call (8 against 18 µs).
     """
     config = torch._dynamo.config
