@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from speed import activation_names, time_steps_round_robin  # sibling modules: the scripts run from benchmarks/
 
 import actlab
-from actlab.elementwise import ElementwiseOp, param_tensor
+from actlab.elementwise import CPU_VECTOR_COUNTS, ElementwiseOp, param_tensor
 from actlab.kernels import compiled
 from actlab.kernels.layout import plan
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     _allocator.add_option(parser)
     args = parser.parse_args(argv)
     widths = [int(w) for w in args.widths.split(",") if w]
-    if any(w not in (1, 2, 4, 8) for w in widths):
+    if any(w not in CPU_VECTOR_COUNTS for w in widths):
         raise SystemExit(f"--widths: each must be 1, 2, 4 or 8, got {args.widths!r}")
     _allocator.apply_option(args)
     if args.threads:

@@ -57,6 +57,10 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+#: the values :attr:`ElementwiseOp.cpu_vectors` may take (inductor's ``VectorizedN`` widths)
+CPU_VECTOR_COUNTS = (1, 2, 4, 8)
+
+
 @dataclass(frozen=True, eq=False)
 class ElementwiseOp:
     """The math of one elementwise activation (see the module docstring)."""
@@ -70,7 +74,7 @@ class ElementwiseOp:
     function: type = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.cpu_vectors not in (1, 2, 4, 8):
+        if self.cpu_vectors not in CPU_VECTOR_COUNTS:
             raise ValueError(f"{self.name}: cpu_vectors must be 1, 2, 4 or 8, got {self.cpu_vectors!r}")
         object.__setattr__(self, "function", _make_fused_function(self))
 

@@ -67,10 +67,13 @@ def _value(softplus_fn):
     return value
 
 
+_series_value = _value(softplus_by_series)
+
+
 def _fast_value(x: Tensor) -> Tensor:
     if compiling_for_cpu(x, float32=True):
         return FITTED.value(x)
-    return _value(softplus_by_series)(x)
+    return _series_value(x)
 
 
 def _derivatives(x: Tensor) -> tuple[Tensor]:

@@ -288,14 +288,13 @@ def run(name: str, key: tuple, make: Callable[[], Callable], args: Sequence[Tens
                 backend = functools.partial(_inductor, cpu_vectors=cpu_vectors)
                 fn = torch.compile(_named(make(), f"actlab_{name}"), backend=backend, dynamic=True, fullgraph=True)
                 _cache[full_key] = fn
-    if full_key in _built:
-        with _specialized_numbers():
+    with _specialized_numbers():
+        if full_key in _built:
             return fn(*args)
-    try:  # the first call compiles
-        with _specialized_numbers():
+        try:  # the first call compiles
             out = fn(*args)
-    except Exception as err:
-        raise KernelUnavailable(f"torch.compile of {name} failed") from err
+        except Exception as err:
+            raise KernelUnavailable(f"torch.compile of {name} failed") from err
     _built.add(full_key)
     return out
 
