@@ -27,7 +27,7 @@ def snippets() -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
-def test_the_section_covers_surgery_groups_export_checkpoints_and_ddp():
+def test_the_section_covers_surgery_groups_export_func_checkpoints_and_ddp():
     code = "\n".join(snippets())
     for needle in (
         "replace_activations",
@@ -36,6 +36,7 @@ def test_the_section_covers_surgery_groups_export_checkpoints_and_ddp():
         "torch.export.export",
         "weights_only=True",
         "DistributedDataParallel",
+        "vmap(grad(",
     ):
         assert needle in code, needle
 

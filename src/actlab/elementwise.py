@@ -84,8 +84,14 @@ class ElementwiseOp:
         return self.forward if self.value is None else self.value
 
 
+def _as(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``t.to(dtype)``, without the dispatcher call when it already has it (most calls: a
+    microsecond each, several per call of a small activation)."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
 def _cast(ts: Sequence[Tensor], dtype: torch.dtype) -> list[Tensor]:
-    return [t.to(dtype) for t in ts]
+    return [_as(t, dtype) for t in ts]
 
 
 # These take the op's functions rather than the op: torch.compile traces the
@@ -95,7 +101,7 @@ def _cast(ts: Sequence[Tensor], dtype: torch.dtype) -> list[Tensor]:
 def forward_value(forward: Callable, x: Tensor, params: Sequence[Tensor]) -> Tensor:
     """``forward(x, *params)`` computed in :func:`compute_dtype`, returned in ``x.dtype``."""
     cd = compute_dtype(x.dtype)
-    return forward(x.to(cd), *_cast(params, cd)).to(x.dtype)
+    return _as(forward(_as(x, cd), *_cast(params, cd)), x.dtype)
 
 
 def backward_grads(derivatives: Callable, x: Tensor, params: Sequence[Tensor], grad: Tensor, needs: Sequence[bool]):
@@ -104,11 +110,11 @@ def backward_grads(derivatives: Callable, x: Tensor, params: Sequence[Tensor], g
     Entries whose ``needs`` flag is False are None (and not computed).
     """
     cd = compute_dtype(x.dtype)
-    g = grad.to(cd)
-    partials = derivatives(x.to(cd), *_cast(params, cd))
-    grad_x = (g * partials[0]).to(x.dtype) if needs[0] else None
+    g = _as(grad, cd)
+    partials = derivatives(_as(x, cd), *_cast(params, cd))
+    grad_x = _as(g * partials[0], x.dtype) if needs[0] else None
     grad_params = [
-        (g * d).sum_to_size(p.shape).to(p.dtype) if need else None
+        _as((g * d).sum_to_size(p.shape), p.dtype) if need else None
         for p, d, need in zip(params, partials[1:], needs[1:])
     ]
     return (grad_x, *grad_params)
@@ -213,5 +219,5 @@ def apply(
     if path == "reference":
         return forward_value(op.forward, x, ps)
     if path == "fused":
-        return op.function.apply(x, *ps)
+        return dispatch.apply_function(op.function, x, *ps)
     return dispatch.run_kernel(op, path, x, ps, strict=requested != "auto")

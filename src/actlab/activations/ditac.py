@@ -93,11 +93,12 @@ def _gelu(x: Tensor) -> Tensor:
     where x·Φ(x) is x and inf; its scalar code (tensors shorter than one vector) does
     not. In eager code it is also about eight times faster than the formula, so eager
     CPU code keeps it, pays one reduction to detect a non-finite result, and only then
-    recomputes by the formula. Traced code (torch.compile, export) and other devices use
-    the formula, which inductor fuses into one loop (it is how inductor decomposes
-    ``F.gelu``).
+    recomputes by the formula. Traced code (torch.compile, export), ``torch.func``
+    transforms (the check is data-dependent control flow, which ``vmap`` rejects) and
+    other devices use the formula, which inductor fuses into one loop (it is how
+    inductor decomposes ``F.gelu``).
     """
-    if x.device.type == "cpu" and not torch.compiler.is_compiling():
+    if x.device.type == "cpu" and not torch.compiler.is_compiling() and not dispatch.transform_active():
         y = torch.nn.functional.gelu(x)
         if torch.isfinite(y.detach().sum()):
             return y
@@ -247,8 +248,9 @@ def grid_tables(
     D is differentiable with respect to θ (analytic Jacobian); T' is not (and is
     None unless ``with_slope``).
     """
-    if torch.compiler.is_exporting():
-        # Exported programs must hold standard operators only (ONNX has no actlab op): the
+    if torch.compiler.is_exporting() or dispatch.transform_active():
+        # Exported programs must hold standard operators only (ONNX has no actlab op), and
+        # torch.func transforms need ops with batching rules and forward derivatives: the
         # tables are then computed by the plain ops the custom op wraps.
         displacement, slope, _ = _on_grid(theta, vertex_map, size, slope=with_slope)
     else:
@@ -789,7 +791,9 @@ def _apply(
     rows = theta.shape[0]
     if mode == "exact":
         _channel_offsets(x, rows, 0, channel_dim)  # validates the channel layout
-        function = _exact_reference if (backend or get_backend()) == "reference" else _ExactDiTAC.apply
+        # The exact mode has no compiled kernels: the dispatch rule reduces to reference or fused.
+        reference = (backend or get_backend()) == "reference" or dispatch.transform_active()
+        function = _exact_reference if reference else _ExactDiTAC.apply
         return function(xc, theta, vertex_map, lo, hi, channel_dim).to(x.dtype)
     if tables is None:
         tables = lut_tables(theta, vertex_map, lo, hi, lut_size, lut_interp, dtype)
@@ -802,14 +806,14 @@ def _apply(
         if path == "reference":
             y = _linear_reference(xc, table, lo, hi, offsets)
         else:
-            y = _LinearLUT.apply(xc, table, lo, hi, offsets, *fast)
+            y = dispatch.apply_function(_LinearLUT, xc, table, lo, hi, offsets, *fast)
     else:
         table, slope = tables
         offsets = _channel_offsets(x, rows, lut_size, channel_dim)
         if path == "reference":
             y = _nearest_reference(xc, table, slope, lo, hi, offsets)
         else:
-            y = _NearestLUT.apply(xc, table, slope, lo, hi, offsets, *fast)
+            y = dispatch.apply_function(_NearestLUT, xc, table, slope, lo, hi, offsets, *fast)
     return y.to(x.dtype)
 
 

@@ -815,6 +815,13 @@ def slaf(
     k = weight.shape[1]
     spec = _basis_of(basis, k, sines)
     _check_normalize(basis, normalize, "slaf")
+    keeps_running = normalize is True or _scaling_mode(basis, normalize) == "channel"
+    if training and keeps_running and dispatch.functorch_active():
+        raise ValueError(
+            "slaf: in training mode SLAF updates its running statistics in place, which torch.func "
+            "transforms (vmap, grad, jvp, ...) cannot do (as for BatchNorm); "
+            "call .eval() on the model inside the transform, or use normalize=False"
+        )
     if x.numel() == 0:  # no values: no statistics to take or update
         return x.clone()
     requested = check_backend(backend) or get_backend()
@@ -831,8 +838,8 @@ def slaf(
                 f"got {tuple(running_mean.shape)} and {tuple(running_std.shape)}"
             )
         if path != "reference":
-            y, stats, *_ = _NormalisedPowerSum.apply(
-                x, weight, bias, running_mean, running_std, training, eps, channel_dim, *fast
+            y, stats, *_ = dispatch.apply_function(
+                _NormalisedPowerSum, x, weight, bias, running_mean, running_std, training, eps, channel_dim, *fast
             )
         else:
             xc = x.to(compute_dtype(x.dtype))
@@ -847,8 +854,8 @@ def slaf(
     if scaling.mode == "channel" and running_max is None:
         raise ValueError("slaf: normalize='max' needs running_max of shape (groups,)")
     if path != "reference":
-        y, stats, _ = _ScaledBasisSum.apply(
-            x, weight, bias, scale, offset, running_max, spec, scaling, channel_dim, *fast
+        y, stats, _ = dispatch.apply_function(
+            _ScaledBasisSum, x, weight, bias, scale, offset, running_max, spec, scaling, channel_dim, *fast
         )
     else:
         xc = x.to(compute_dtype(x.dtype))

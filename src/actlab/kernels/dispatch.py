@@ -3,18 +3,23 @@
 The rule, applied on every call (nothing is decided at import):
 
 1. ``"reference"`` is always the reference.
-2. Under ``torch.export`` (``torch.compiler.is_exporting()``, which
+2. Under a ``torch.func`` transform (``vmap``, ``grad``, ``jvp``, ``jacrev``,
+   ``hessian``, ...) or forward-mode AD (``torch.autograd.forward_ad``): every
+   backend is the reference. Its plain aten ops have batching rules and
+   forward derivatives, which the custom Functions lack; the transforms then
+   cost the reference's memory and speed.
+3. Under ``torch.export`` (``torch.compiler.is_exporting()``, which
    ``torch.onnx.export(dynamo=True)`` also sets): ``"auto"`` is the reference —
    plain aten ops that every exporter and runtime understands; an explicit
    ``"fused"``, ``"compiled"`` or ``"triton"`` is the fused Function.
-3. Inside ``torch.compile`` (``torch.compiler.is_compiling()``): every other
+4. Inside ``torch.compile`` (``torch.compiler.is_compiling()``): every other
    backend is the fused Function. Dynamo inlines it and inductor fuses it with
    its neighbours; compiled kernels are never nested in a compiled graph.
-4. Empty inputs take the fused path: there is nothing to compute.
-5. ``"fused"``, ``"compiled"`` and ``"triton"`` are honoured as asked
+5. Empty inputs take the fused path: there is nothing to compute.
+6. ``"fused"``, ``"compiled"`` and ``"triton"`` are honoured as asked
    (``"triton"`` needs a CUDA tensor of float32/float16/bfloat16 and an op with
    Triton math; anything else is a ``ValueError`` naming what to change).
-6. ``"auto"``:
+7. ``"auto"``:
 
    * CUDA: ``"triton"`` when Triton is installed, the dtype is
      float32/float16/bfloat16 and the op has Triton math; otherwise
@@ -53,7 +58,17 @@ from torch import Tensor
 if TYPE_CHECKING:
     from ..elementwise import ElementwiseOp
 
-__all__ = ["choose", "run_kernel", "guarded", "COMPILE_THRESHOLD", "KernelUnavailable", "TRITON_DTYPES"]
+__all__ = [
+    "choose",
+    "run_kernel",
+    "guarded",
+    "apply_function",
+    "functorch_active",
+    "transform_active",
+    "COMPILE_THRESHOLD",
+    "KernelUnavailable",
+    "TRITON_DTYPES",
+]
 
 
 def _threshold_from_env(default: int) -> int:
@@ -146,6 +161,41 @@ def _check_triton_request(op: ElementwiseOp | str, x: Tensor) -> None:
         raise ValueError(f"{name}: no Triton kernel for this op; use backend='compiled' (inductor) instead")
 
 
+def functorch_active() -> bool:
+    """A ``torch.func`` transform (``vmap``, ``grad``, ``jvp``, ...) is active."""
+    # A private hook that torch.autograd.Function.apply reads for the same purpose;
+    # a torch without it has no transforms in this form.
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return active is not None and active()
+
+
+def transform_active() -> bool:
+    """A ``torch.func`` transform or a forward-mode AD level is active (both need plain aten ops)."""
+    return functorch_active() or getattr(torch.autograd.forward_ad, "_current_level", -1) >= 0
+
+
+try:  # what Function.apply does to its arguments outside transforms
+    from torch._functorch.utils import unwrap_dead_wrappers as _unwrap_dead_wrappers
+except ImportError:  # pragma: no cover - a torch without it: always the public path
+    _unwrap_dead_wrappers = None
+
+
+def apply_function(function: type[torch.autograd.Function], *args):
+    """``function.apply(*args)``, without the per-call signature binding where nothing needs it.
+
+    ``Function.apply`` binds the arguments to ``forward``'s signature with
+    :mod:`inspect` on every call of a Function that defines ``setup_context``
+    (about 12 µs, as much as a small activation's whole forward); the binding only
+    serves ``torch.func`` transforms, which never reach actlab's Functions (the
+    reference runs under them, :func:`choose`). Outside transforms and tracing this
+    makes the call that ``Function.apply`` itself ends in; Dynamo traces
+    ``function.apply`` only, and transforms need its checks, so those go the usual way.
+    """
+    if torch.compiler.is_compiling() or _unwrap_dead_wrappers is None or functorch_active():
+        return function.apply(*args)
+    return super(torch.autograd.Function, function).apply(*_unwrap_dead_wrappers(args))
+
+
 def _is_exporting() -> bool:
     is_exporting = getattr(torch.compiler, "is_exporting", None)
     return bool(is_exporting and is_exporting())
@@ -160,7 +210,7 @@ def choose(op: ElementwiseOp | str, x: Tensor, backend: str, *, threshold: int |
     replaces :data:`COMPILE_THRESHOLD` for an activation whose compiled path
     repays its compile at a different size (measured; SLAF's).
     """
-    if backend == "reference":
+    if backend == "reference" or transform_active():
         return "reference"
     if _is_exporting():
         return "reference" if backend == "auto" else "fused"
@@ -210,4 +260,4 @@ def run_kernel(op: ElementwiseOp, path: str, x: Tensor, params: Sequence[Tensor]
     """
     from .function import kernel_function
 
-    return kernel_function(op).apply(_engine(path), strict, x, *params)
+    return apply_function(kernel_function(op), _engine(path), strict, x, *params)
