@@ -12,6 +12,11 @@ released-code gradient quirk is not reproduced), each as ``<mode>/<backend>``:
   direction) and ``reference`` (plain autograd; fewer repeats);
 - ``gelu``: ``torch.nn.functional.gelu`` (native kernel), the reference of every ratio.
 
+Then the table itself: the time to build the linear LUT's table from θ for 1 and 64 θ rows
+(``--table-rows``), with its Jacobian and backward (every training call) and without (what
+eval mode rebuilds after θ changes); it does not depend on the input size, so it is what small
+inputs and per-channel θ pay.
+
 Each repeat times all candidates in turn (round-robin), so machine load affects them
 alike; the median over repeats is reported. Forward-only (``torch.no_grad``, eval mode:
 the table is cached) is timed as well. The first call of each path (for ``auto`` and
@@ -119,6 +124,38 @@ def bench(device: torch.device, size: int, repeats: int, slow_repeats: int, back
     }
 
 
+def table_costs(device: torch.device, rows: tuple[int, ...], repeats: int) -> dict:
+    """Milliseconds to build the linear LUT's table from θ, per number of θ rows (1: the paper's
+    shared θ; C: per channel): with its Jacobian and backward (every training call) and without
+    (what eval mode rebuilds after θ changes). Independent of the input size."""
+    from actlab.activations.ditac import lut_tables
+
+    out = {}
+    for count in rows:
+        module = actlab.DiTAC(num_parameters=count, device=device)
+        theta = module.theta.detach().clone().requires_grad_(True)
+
+        def build(theta=theta, module=module):
+            return lut_tables(theta, module.vertex_map, module.a, module.b, module.lut_size, "linear", torch.float32)[0]
+
+        def train(build=build):
+            table = build()
+            table.backward(torch.ones_like(table))
+
+        def rebuild(build=build):
+            with torch.no_grad():
+                build()
+
+        for fn in (train, rebuild):  # warm-up (and the allocator's first growth)
+            fn()
+        times = {"train": [], "rebuild": []}
+        for _ in range(repeats):
+            times["train"].append(_time(train, device))
+            times["rebuild"].append(_time(rebuild, device))
+        out[count] = {f"{k}_ms": 1e3 * statistics.median(v) for k, v in times.items()}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--log2-size", type=int, default=22, help="number of elements is 2^N (default 22)")
@@ -127,6 +164,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--device", action="append", help="cpu and/or cuda (default: cpu, plus cuda if available)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--table-rows", default="1,64", help="θ rows to time the table build for (comma list; default 1,64)"
+    )
     _allocator.add_option(parser)
     args = parser.parse_args()
     _allocator.apply_option(args)
@@ -159,6 +199,13 @@ def main() -> None:
                 f"{path:<22} {r['fwd_bwd_ms']:>11.1f} {r['fwd_bwd_ratio']:>7.2f} {r['fwd_ms']:>14.1f} "
                 f"{r['fwd_ratio']:>7.2f} {r['first_call_s']:>13.2f}"
             )
+        rows = tuple(int(r) for r in args.table_rows.split(","))
+        tables = table_costs(device, rows, args.repeats)
+        report.setdefault("tables", {})[name] = tables
+        print(f"\n{name}: the linear table ({actlab.DiTAC().lut_size} points) built from θ, ms")
+        print(f"{'θ rows':>7} {'training call (with Jacobian, backward)':>40} {'eval rebuild':>13}")
+        for count, r in tables.items():
+            print(f"{count:>7} {r['train_ms']:>40.2f} {r['rebuild_ms']:>13.2f}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2)

@@ -594,6 +594,8 @@ def test_speed_benchmark_runs():
     }
     assert set(results) == {"gelu", "exact/auto"} | paths
     assert results["gelu"]["fwd_bwd_ratio"] == 1.0 and all(r["fwd_bwd_ms"] > 0 for r in results.values())
+    tables = benchmark.table_costs(torch.device("cpu"), (1, 3), repeats=1)
+    assert set(tables) == {1, 3} and all(v > 0 for r in tables.values() for v in r.values())
 
 
 # --------------------------------------------------------------------------------------------

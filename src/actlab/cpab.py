@@ -246,43 +246,48 @@ class JacobianTerms(NamedTuple):
     last: Tensor  #: (C, M) int32: m
     rows: Tensor  #: (C or 1, K, P), K = jacobian_rows(cells)
 
-    def _expanded(self) -> tuple[Tensor, Tensor]:
-        """(weights, row index) of all 8 terms, each (C, M, 8)."""
+    def _terms(self, offset: Tensor | int = 0) -> list[tuple[int, Tensor, int]]:
+        """The 8 terms as (weight column, row index + ``offset`` (C, M), sign)."""
         cells = (self.rows.shape[1] - 2) // 4
         c0, m = self.first.long(), self.last.long()
-        w = self.weights
         base_b, base_right, base_left = cells, 2 * cells, 3 * cells + 1
-        index = torch.stack(
-            [
-                m,
-                m + base_b,
-                c0,
-                c0 + base_b,
-                m.clamp(0, cells) + base_right,
-                (c0 + 1).clamp(0, cells) + base_right,
-                c0.clamp(0, cells) + base_left,
-                (m + 1).clamp(0, cells) + base_left,
-            ],
-            -1,
-        )
-        weights = torch.cat([w[..., :4], w[..., 4:5], -w[..., 4:5], w[..., 5:6], -w[..., 5:6]], -1)
-        return weights, index
+        return [
+            (0, m + offset, 1),
+            (1, m + (base_b + offset), 1),
+            (2, c0 + offset, 1),
+            (3, c0 + (base_b + offset), 1),
+            (4, m.clamp(0, cells) + (base_right + offset), 1),
+            (4, (c0 + 1).clamp(0, cells) + (base_right + offset), -1),
+            (5, c0.clamp(0, cells) + (base_left + offset), 1),
+            (5, (m + 1).clamp(0, cells) + (base_left + offset), -1),
+        ]
 
     def dense(self) -> Tensor:
         """The Jacobian as a ``(C, M, P)`` tensor."""
-        weights, index = self._expanded()
-        c, m, j = index.shape
-        picked = _take_rows(self.rows, index.reshape(c, m * j)).view(c, m, j, -1)
-        return (weights.unsqueeze(-1) * picked).sum(2)
+        return sum(
+            sign * self.weights[..., [column]] * _take_rows(self.rows, index) for column, index, sign in self._terms()
+        )
 
     def contract(self, grad: Tensor) -> Tensor:
         """sum_m grad[r, m] · dT(u[r, m])/dp, shape ``(C, P)``, for a ``(C, M)`` gradient."""
-        weights, index = self._expanded()
-        c, m, j = index.shape
-        weighted = (grad.to(weights.dtype).unsqueeze(-1) * weights).reshape(c, m * j)
-        per_row = weighted.new_zeros(c, self.rows.shape[1]).scatter_add_(1, index.reshape(c, m * j), weighted)
+        weighted = grad.to(self.weights.dtype).unsqueeze(-1) * self.weights
+        channels, points = grad.shape
+        rows = self.rows.shape[1]
+        # One scatter-add per term into the small table, the negative terms into a table of their
+        # own. Neighbouring points mostly share a row (sorted points: always), and additions into
+        # one address wait for each other; point m adds into copy m mod LANES of the table instead,
+        # and the copies are summed (a scatter-add 3x faster on 2^17 sorted points).
+        lane = (torch.arange(points, device=grad.device) % _LANES) * rows
+        plus, minus = (weighted.new_zeros(channels, _LANES * rows) for _ in range(2))
+        for column, index, sign in self._terms(lane):
+            (plus if sign > 0 else minus).scatter_add_(1, index, weighted[..., column])
+        per_row = (plus - minus).view(channels, _LANES, rows).sum(1)
         # Multiply-and-sum, not a matmul: autocast would run a matmul in half precision.
         return (per_row.unsqueeze(-1) * self.rows).sum(1)
+
+
+#: Copies of the small table that :meth:`JacobianTerms.contract` accumulates into.
+_LANES = 8
 
 
 class Integrated(NamedTuple):
@@ -341,6 +346,18 @@ def _take_rows(table: Tensor, index: Tensor) -> Tensor:
     return table.gather(1, index.unsqueeze(-1).expand(-1, -1, table.shape[-1]))
 
 
+def _count_below(table: Tensor, values: Tensor, *, inclusive: bool) -> Tensor:
+    """#{k: table[r, k] < values[r, m]} (``<=`` if ``inclusive``) for a (C or 1, K) table whose
+    rows are sorted and a (C, M) tensor of values; NaN values count nothing."""
+    rows = table.expand(values.shape[0], -1)
+    if torch.compiler.is_exporting():  # ONNX has no searchsorted: one comparison per entry
+        below = rows.unsqueeze(1) <= values.unsqueeze(-1) if inclusive else rows.unsqueeze(1) < values.unsqueeze(-1)
+        return below.sum(-1)
+    # searchsorted puts NaN after every entry; comparisons with NaN are false.
+    count = torch.searchsorted(rows.contiguous(), values.contiguous(), right=inclusive)
+    return torch.where(values.isnan(), torch.zeros_like(count), count)
+
+
 def _select(condition: Tensor, if_true: Tensor, if_false: Tensor) -> Tensor:
     """``torch.where`` for boolean operands, in logical ops: ONNX Runtime has no Where kernel for
     booleans, and exported DiTAC models must run there."""
@@ -376,10 +393,12 @@ def integrate(
     cell c₀ after t₀ (closed form), then crosses whole cells, each in a time
     τ_c = log(v(end)/v(start))/a_c that depends on the field only (∞ where the
     velocity changes sign, i.e. the flow never crosses). The vertices reached
-    within unit time are counted from the cumulative sums t₀ + Σ τ_c (a (C, M,
-    cells) comparison), which gives the last cell m, the entry point and the time
-    left, and T is the in-cell flow from there. A fixed number of vectorised
-    operations, whatever the field: no data-dependent loop.
+    within unit time are counted by a binary search of t₀ + Σ τ_c in per-row prefix
+    sums of the τ_c (a comparison per cell under ``torch.export``, whose ONNX target
+    has no search), which gives the last cell m, the entry point and the time left
+    (a sum over the cells crossed, read from a per-row table of runs), and T is the
+    in-cell flow from there. A fixed number of vectorised operations, whatever the
+    field: no data-dependent loop, and no tensor of size points × cells.
 
     The field must vanish at 0 and 1 (every field of :func:`velocity_coefficients`
     does): the ends are treated as exact fixed points. Points outside [0, 1] are not
@@ -428,21 +447,33 @@ def integrate(
     t0, sv0, sa0 = _hit_time(edge - u, v0, a0, can_leave, tangents)
 
     # Time to reach each vertex: rightwards vertex k+1 (k >= c0) at t0 + Σ_{c0<c<=k} τ_c,
-    # leftwards vertex k (k <= c0) at t0 + Σ_{k<=c<c0} τ_c.
-    k = cell_index.expand(u.shape + (cells,))
-    start = c0.unsqueeze(-1)
+    # leftwards vertex k (k <= c0) at t0 + Σ_{k<=c<c0} τ_c. A cell that takes τ >= 1 is
+    # never crossed whole within unit time, so τ is capped at 2: every sum stays finite,
+    # and one that holds a capped cell stays above 1 by a margin no rounding closes. The
+    # vertices reached are counted by searching per-row prefix sums, and the time spent is
+    # read from per-row tables of the sums over every run of cells (cells² entries per
+    # row): nothing of size points × cells, and every time a sum of the cells crossed.
     zero = torch.zeros((), dtype=dtype, device=device)
-    after = torch.where(k > start, tau_right.unsqueeze(1), zero).cumsum(-1)
-    before = torch.where(k < start, tau_left.unsqueeze(1), zero).flip(-1).cumsum(-1).flip(-1)
-    arrival = t0.unsqueeze(-1) + torch.where(rightward.unsqueeze(-1), after, before)
-    reached = (arrival < 1) & _select(rightward.unsqueeze(-1), k >= start, k <= start)
-    crossings = reached.sum(-1) * (rightward | leftward)
+    capped_right, capped_left = tau_right.clamp(max=2.0), tau_left.clamp(max=2.0)
+    prefix_right = capped_right.cumsum(-1)  # [k] = Σ_{c<=k} τ_c
+    prefix_left = torch.nn.functional.pad(capped_left[..., :-1].cumsum(-1), (1, 0))  # [k] = Σ_{c<k} τ_c
+    budget = 1 - t0
+    # #{k >= c0: P[k] - P[c0] < budget}; the k < c0 also pass when budget > 0 and are removed.
+    count_right = _count_below(prefix_right, _take(prefix_right, c0) + budget, inclusive=False) - c0
+    # #{k <= c0: P[c0] - P[k] < budget} = c0 + 1 - #{k: P[k] <= P[c0] - budget}.
+    count_left = c0 + 1 - _count_below(prefix_left, _take(prefix_left, c0) - budget, inclusive=True)
+    crossings = torch.where(rightward, count_right, count_left).clamp(min=0) * (rightward | leftward)
     crossed = crossings > 0
     last = torch.where(rightward, c0 + crossings, c0 - crossings)
-    # The last vertex reached: m (rightwards) or m + 1 (leftwards), at time arrival[.., m -/+ 1].
+    # The last vertex reached: m (rightwards) or m + 1 (leftwards), after crossing the cells
+    # from c0 to m - 1 (rightwards: Σ_{c0<c<=m-1}) or from m + 1 (leftwards: Σ_{m+1<=c<c0}).
     entry_vertex = torch.where(rightward, last, last + 1)
-    arrival_index = torch.where(rightward, last - 1, last + 1).clamp(0, cells - 1)
-    t_used = arrival.gather(-1, arrival_index.unsqueeze(-1)).squeeze(-1)
+    end = torch.where(rightward, last - 1, last + 1).clamp(0, cells - 1)
+    start, stop = cell_index.unsqueeze(-1), cell_index  # [start, stop] of the run tables
+    runs_right = torch.where(stop > start, capped_right.unsqueeze(-2), zero).cumsum(-1)
+    runs_left = torch.where(stop < start, capped_left.unsqueeze(-2), zero).flip(-1).cumsum(-1).flip(-1)
+    runs = torch.cat([runs_right.flatten(-2), runs_left.flatten(-2)], -1)
+    t_used = t0 + _take(runs, (~rightward).long() * cells * cells + c0 * cells + end)
     t = torch.where(crossed, 1 - torch.where(crossed, t_used, zero), torch.ones_like(u))
     x = torch.where(crossed, entry_vertex.to(dtype) * h, u)
 
