@@ -5,6 +5,8 @@ released-code gradient quirk is not reproduced), each as ``<mode>/<backend>``:
 
 - ``lut-linear``: the default, table + linear interpolation;
 - ``lut-nearest``: the released code's nearest-grid table with straight-through backward;
+- ``lut-linear/inductor`` (CPU): the compiled path with inductor's loops instead of the native C
+  kernels that it uses for float32 on the CPU, for comparison in the same run;
 - ``exact``: closed-form integration of every input, analytic backward;
 - backends: ``auto`` (the default: the compiled kernels at or above
   ``actlab.kernels.dispatch.COMPILE_THRESHOLD`` elements on CPU, else eager),
@@ -32,6 +34,7 @@ elements.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
@@ -42,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 import actlab
+from actlab.activations import ditac as ditac_module
 from actlab.kernels import dispatch
 
 MODES = {
@@ -66,6 +70,20 @@ def _time(fn, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+@contextlib.contextmanager
+def _without_native(active: bool):
+    """While active, the linear LUT's compiled path skips its native C kernels (inductor's run)."""
+    if not active:
+        yield
+        return
+    original = ditac_module._native_plan
+    ditac_module._native_plan = lambda *args: None
+    try:
+        yield
+    finally:
+        ditac_module._native_plan = original
+
+
 def _modules(device: torch.device, backends: tuple[str, ...]) -> dict:
     modules = {"gelu": F.gelu}
     for mode, kw in MODES.items():
@@ -73,6 +91,11 @@ def _modules(device: torch.device, backends: tuple[str, ...]) -> dict:
             module = actlab.DiTAC(**kw, device=device)
             module.backend = None if backend == "auto" else backend
             modules[f"{mode}/{backend}"] = module
+    if "compiled" in backends and device.type == "cpu":
+        # the linear LUT's compiled path without its native C kernels: inductor's loops
+        module = actlab.DiTAC(**MODES["lut-linear"], device=device)
+        module.backend = "compiled"
+        modules["lut-linear/inductor"] = module
     modules["exact/auto"] = actlab.DiTAC(mode="exact", device=device)
     return modules
 
@@ -95,14 +118,16 @@ def bench(device: torch.device, size: int, repeats: int, slow_repeats: int, back
         is_module = isinstance(module, torch.nn.Module)
         if is_module:
             module.train(kind == "fwd_bwd")
-        results[name][kind].append(_time(lambda: fn(module), device))
+        with _without_native(name.endswith("/inductor")):
+            results[name][kind].append(_time(lambda: fn(module), device))
         if is_module:
             module.train()
 
     results = {name: {"fwd_bwd": [], "fwd": []} for name in modules}
     first_call = {}
     for name, module in modules.items():  # warm-up: compiles where the path compiles
-        first_call[name] = _time(lambda: train_step(module), device) + _time(lambda: eval_step(module), device)
+        with _without_native(name.endswith("/inductor")):
+            first_call[name] = _time(lambda: train_step(module), device) + _time(lambda: eval_step(module), device)
     for r in range(repeats):
         for name, module in modules.items():
             if name in SLOW and r >= slow_repeats:

@@ -635,6 +635,8 @@ def test_lut_dispatch_rule(monkeypatch):
 )
 def test_compiled_lut_matches_the_reference(monkeypatch, interp, num_parameters, channel_dim, dtype):
     monkeypatch.setattr(dispatch, "COMPILE_THRESHOLD", 0)  # "auto" compiles everything
+    # the inductor kernels, also where the native C kernels would run (tested below): the fallback
+    monkeypatch.setattr(ditac_module, "_native_plan", lambda *args: None)
     torch.manual_seed(30)
     m = actlab.DiTAC(lut_interp=interp, num_parameters=num_parameters, channel_dim=channel_dim, dtype=dtype)
     x = torch.randn(2, 3, 5, 3, dtype=dtype) * 2
@@ -719,3 +721,129 @@ def test_compiled_lut_build_failure_warns_once_and_falls_back(monkeypatch):
     m.backend = "compiled"  # explicit: the error is raised
     with pytest.raises(dispatch.KernelUnavailable):
         m(x)
+
+
+# --------------------------------------------------------------------------------------------
+# Native C kernels of the linear LUT (actlab/kernels/ditac_lut.c through actlab.kernels.native)
+# --------------------------------------------------------------------------------------------
+from actlab.kernels import native  # noqa: E402
+
+
+def _without_inductor(monkeypatch):
+    """Make any use of the inductor LUT kernels fail, so that a passing call proves the native path."""
+
+    def no_inductor(*args, **kwargs):
+        raise AssertionError("the inductor kernels ran")
+
+    monkeypatch.setattr(ditac_module, "_run_compiled", no_inductor)
+
+
+@pytest.mark.parametrize(
+    "num_parameters,channel_dim,shape,threads",
+    [
+        (1, 1, (2, 3, 5, 7), 1),  # shared θ: one run of elements
+        (3, 1, (2, 3, 5, 7), 1),  # per-channel θ, NCHW ("rows")
+        (3, 1, (2, 3, 1500), 2),  # runs longer than the kernel's block, split over two threads
+        (1, 1, (5000,), 2),  # one run split over two threads
+    ],
+)
+def test_native_lut_matches_the_reference(monkeypatch, num_parameters, channel_dim, shape, threads):
+    _without_inductor(monkeypatch)
+    torch.manual_seed(40)
+    m = actlab.DiTAC(num_parameters=num_parameters, channel_dim=channel_dim)
+    m.backend = "compiled"
+    x = torch.randn(shape) * 2
+    specials = [m.a, m.b, (m.a + m.b) / 2, float("nan"), float("inf"), -float("inf"), 1e30, -1e30, 0.0]
+    x.view(-1)[: len(specials)] = torch.tensor(specials)
+    gy = torch.randn_like(x)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = _values_and_grads(m, x, gy)
+    finally:
+        torch.set_num_threads(previous)
+    m.backend = "reference"
+    expected = _values_and_grads(m, x, gy)
+    for g, e, what in zip(got, expected, ("value", "grad_x", "grad_theta")):
+        torch.testing.assert_close(g, e, equal_nan=True, atol=2e-6, rtol=2e-6, msg=lambda s: f"{what}: {s}")
+
+
+def test_native_lut_threads_split_the_work_without_changing_the_result():
+    torch.manual_seed(41)
+    m = actlab.DiTAC(num_parameters=4)
+    m.backend = "compiled"
+    x, gy = torch.randn(3, 4, 2000) * 2, torch.randn(3, 4, 2000)
+    previous = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(_values_and_grads(m, x, gy))
+    finally:
+        torch.set_num_threads(previous)
+    (y1, gx1, gt1), (y2, gx2, gt2) = results
+    assert torch.equal(y1, y2) and torch.equal(gx1, gx2)
+    # table gradients summed per thread in double precision, then added: equal to rounding
+    torch.testing.assert_close(gt1, gt2, atol=1e-6, rtol=1e-6)
+
+
+def test_native_lut_leaves_other_inputs_to_inductor():
+    x = torch.randn(2, 5, 3)
+    offsets = torch.arange(3, dtype=torch.int32).reshape(1, 1, 3) * 10
+    assert ditac_module._native_plan(x, None) is not None  # shared
+    nchw = x.transpose(1, 2).contiguous()
+    assert ditac_module._native_plan(nchw, offsets.transpose(1, 2)) is not None  # per channel, "rows"
+    assert ditac_module._native_plan(x, offsets) is None  # channels last ("cols")
+    # a channels-last view of NCHW memory is "rows" in memory order: native too
+    assert ditac_module._native_plan(nchw.transpose(1, 2), offsets) is not None
+    assert ditac_module._native_plan(x.double(), None) is None  # float64
+    assert ditac_module._native_plan(x[:0], None) is None  # empty
+
+
+def test_native_build_failure_warns_once_and_the_inductor_kernels_run(monkeypatch, tmp_path):
+    monkeypatch.setenv("ACTLAB_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(native, "_libraries", {})
+    monkeypatch.setattr(ditac_module, "_NATIVE_FAILED", [])
+    monkeypatch.setenv("CC", "no-such-compiler-xyz")
+    monkeypatch.setattr(native.shutil, "which", lambda name: None)  # no compiler anywhere
+    ran = []
+    original = ditac_module._run_compiled
+    monkeypatch.setattr(ditac_module, "_run_compiled", lambda *a, **k: ran.append(a[0]) or original(*a, **k))
+    torch.manual_seed(42)
+    m = actlab.DiTAC()
+    m.backend = "compiled"
+    x, gy = torch.randn(64), torch.randn(64)
+    with pytest.warns(RuntimeWarning, match="native CPU kernels could not be built .*no C compiler found"):
+        got = _values_and_grads(m, x, gy)
+    assert ran == ["ditac_linear_forward", "ditac_linear_backward"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once only
+        _values_and_grads(m, x, gy)
+    m.backend = "reference"
+    for g, e in zip(got, _values_and_grads(m, x, gy)):
+        torch.testing.assert_close(g, e, atol=2e-6, rtol=2e-6)
+
+
+def test_native_library_is_built_once_per_source_flags_compiler_and_cpu(monkeypatch, tmp_path):
+    monkeypatch.setenv("ACTLAB_CACHE_DIR", str(tmp_path))
+    calls = []
+    run = native.subprocess.run
+    monkeypatch.setattr(native.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or run(cmd, **kw))
+    first = native._build("ditac_lut")
+    assert first.parent == tmp_path / "kernels" and first.exists()
+    assert sum("-O3" in cmd for cmd in calls) == 1
+    assert native._build("ditac_lut") == first  # cached: no second compile
+    assert sum("-O3" in cmd for cmd in calls) == 1
+    monkeypatch.setattr(native, "_cpu_identity", lambda: "another CPU")
+    assert native._build("ditac_lut") != first  # -march=native code is never shared across CPUs
+    assert sum("-O3" in cmd for cmd in calls) == 2
+
+
+def test_native_thread_pool_is_renewed_in_a_forked_child(monkeypatch):
+    """A forked child (a DataLoader worker) inherits the pool object but none of its threads."""
+    pool = native._executor(2)
+    assert native._executor(2) is pool
+    monkeypatch.setattr(native.os, "getpid", lambda: -1)  # as seen from a child
+    child = native._executor(2)
+    assert child is not pool
+    assert child.submit(lambda: 41 + 1).result(timeout=10) == 42

@@ -39,7 +39,10 @@ inputs under the rule of :mod:`actlab.kernels.dispatch`).
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
+import warnings
 
 import torch
 from torch import Tensor, nn
@@ -597,7 +600,155 @@ def _run_compiled(name: str, key: tuple, make, x: Tensor, tensors: tuple, offset
     return layout, out
 
 
+# The linear LUT's native C kernels (actlab/kernels/ditac_lut.c): float32 on the CPU, inputs whose
+# canonical layout is "shared" or "rows". Inductor loads each lane of a table gather on its own,
+# through the stack; the C loops use the CPU's gather instructions and keep the scatter-add of
+# the table gradient out of the vectorised loop (benchmarks/ditac_speed.py). Where they do not
+# apply, or cannot be built (one warning), the inductor kernels run instead.
+_NATIVE_FAILED: list[str] = []
+
+
+def _native_library():
+    if _NATIVE_FAILED:
+        return None
+    from ..kernels import native
+
+    try:
+        lib = native.library("ditac_lut")
+    except dispatch.KernelUnavailable as err:
+        _NATIVE_FAILED.append(f"{type(err.__cause__).__name__}: {err.__cause__}"[:300])
+        warnings.warn(
+            f"actlab: DiTAC's native CPU kernels could not be built ({_NATIVE_FAILED[0]}); "
+            "the inductor kernels are used instead",
+            RuntimeWarning,
+            stacklevel=5,
+        )
+        return None
+    if not hasattr(lib, "_actlab_typed"):
+        i64, f32, i32, ptr = ctypes.c_int64, ctypes.c_float, ctypes.c_int32, ctypes.c_void_p
+        runs = [i64] * 5 + [f32] * 3
+        lib.ditac_linear_forward.argtypes = [ptr] * 4 + runs
+        lib.ditac_linear_backward.argtypes = [ptr] * 6 + runs + [i32]
+        lib.ditac_linear_forward.restype = lib.ditac_linear_backward.restype = None
+        lib._actlab_typed = True
+    return lib
+
+
+def _native_plan(x: Tensor, offsets: Tensor | None):
+    """(layout, runs, channels, inner) of x for the native kernels, or None where they do not apply."""
+    from ..kernels.layout import ROWS, SHARED, plan
+
+    if x.device.type != "cpu" or x.dtype != torch.float32 or x.numel() == 0:
+        return None
+    layout = plan(x, [] if offsets is None else [offsets])
+    if layout.kind == SHARED:
+        return layout, 1, 1, x.numel()
+    if layout.kind == ROWS:
+        outer, channels, inner = layout.shape
+        return layout, outer * channels, channels, inner
+    return None
+
+
+def _native_parts(runs: int, inner: int) -> list[tuple[int, int, int, int]]:
+    """(first run, runs, element offset, elements per run) for each thread's call."""
+    from ..kernels import native
+
+    threads = torch.get_num_threads()
+    if runs == 1:  # one run (shared tables): split its elements
+        return [(0, 1, start, length) for start, length in native.split(inner, threads)]
+    return [(first, count, 0, inner) for first, count in native.split(runs, threads)]
+
+
+def _grid_constants(lo: float, hi: float, size: int) -> tuple[float, float, float]:
+    """(scale, shift, top) of :func:`_coordinate` on the padded grid."""
+    scale = (size - 1) / (hi - lo)
+    return scale, 1 - lo * scale, float(size)
+
+
+def _native_setup(x: Tensor, offsets: Tensor | None):
+    """(library, layout, canonical view of x, the threads' parts, channels), or None where the
+    native kernels do not apply or cannot be built."""
+    planned = _native_plan(x, offsets)
+    lib = None if planned is None else _native_library()
+    if lib is None:
+        return None
+    layout, runs, channels, inner = planned
+    return lib, layout, layout.view(x.detach()), _native_parts(runs, inner), channels
+
+
+def _native_linear_forward(x, table, lo, hi, offsets) -> Tensor | None:
+    setup = _native_setup(x, offsets)
+    if setup is None:
+        return None
+    from ..kernels import native
+
+    lib, layout, xv, parts, channels = setup
+    size = table.shape[-1]
+    values, steps = (t.detach().reshape(-1).contiguous() for t in _padded(table))
+    out = torch.empty_like(xv)
+    constants = _grid_constants(lo, hi, size)
+    calls = [
+        functools.partial(
+            lib.ditac_linear_forward,
+            xv.data_ptr() + 4 * offset,
+            values.data_ptr(),
+            steps.data_ptr(),
+            out.data_ptr() + 4 * offset,
+            first,
+            count,
+            channels,
+            length,
+            size + 2,
+            *constants,
+        )
+        for first, count, offset, length in parts
+    ]
+    native.run_parallel(calls)
+    return layout.restore(out)
+
+
+def _native_linear_backward(x, grad, table, lo, hi, offsets, needs):
+    setup = _native_setup(x, offsets)
+    if setup is None:
+        return None
+    from ..kernels import native
+
+    lib, layout, xv, parts, channels = setup
+    size = table.shape[-1]
+    steps = _padded(table)[1].detach().reshape(-1).contiguous()
+    gv = layout.view(grad.detach().to(x.dtype))
+    grad_x = torch.empty_like(xv)  # written even when not needed (rare: a leaf input without grad)
+    # Each thread sums into tables of its own (double precision), added up afterwards.
+    sums = torch.zeros(len(parts), 2, steps.numel(), dtype=torch.float64)
+    constants = _grid_constants(lo, hi, size)
+    calls = [
+        functools.partial(
+            lib.ditac_linear_backward,
+            xv.data_ptr() + 4 * offset,
+            gv.data_ptr() + 4 * offset,
+            steps.data_ptr(),
+            grad_x.data_ptr() + 4 * offset,
+            sums[i, 0].data_ptr(),
+            sums[i, 1].data_ptr(),
+            first,
+            count,
+            channels,
+            length,
+            size + 2,
+            *constants,
+            int(needs[1]),
+        )
+        for i, (first, count, offset, length) in enumerate(parts)
+    ]
+    native.run_parallel(calls)
+    grad_values, grad_steps = sums.sum(0).to(table.dtype)
+    return (layout.restore(grad_x) if needs[0] else None), grad_values, grad_steps
+
+
 def _compiled_linear_forward(x, table, lo, hi, offsets):
+    native = _native_linear_forward(x, table, lo, hi, offsets)
+    if native is not None:
+        return native
     size = table.shape[-1]
     make = lambda: _make_linear_forward(lo, hi, size)
     layout, y = _run_compiled("ditac_linear_forward", (lo, hi, size), make, x, _padded(table), offsets)
@@ -605,6 +756,9 @@ def _compiled_linear_forward(x, table, lo, hi, offsets):
 
 
 def _compiled_linear_backward(x, grad, table, lo, hi, offsets, needs):
+    native = _native_linear_backward(x, grad, table, lo, hi, offsets, tuple(needs))
+    if native is not None:
+        return native
     size, needs = table.shape[-1], tuple(needs)
     make = lambda: _make_linear_backward(lo, hi, size, needs)
     key = (lo, hi, size, needs)

@@ -38,6 +38,8 @@ from types import ModuleType
 
 import numpy as np
 
+from .._cache import cache_root
+
 __all__ = [
     "DatasetNotFoundError",
     "DatasetFormatError",
@@ -338,7 +340,7 @@ def load_cifar10(files: dict[str, Path]) -> tuple[np.ndarray, ...]:
 
 def cache_dir() -> Path:
     """Where generated datasets are cached: ``$ACTLAB_CACHE_DIR``, else ``~/.cache/actlab``."""
-    return Path(os.environ.get("ACTLAB_CACHE_DIR") or Path.home() / ".cache" / "actlab")
+    return cache_root()
 
 
 @contextlib.contextmanager
