@@ -847,3 +847,28 @@ def test_native_thread_pool_is_renewed_in_a_forked_child(monkeypatch):
     child = native._executor(2)
     assert child is not pool
     assert child.submit(lambda: 41 + 1).result(timeout=10) == 42
+
+
+@pytest.mark.parametrize("march", ["x86-64-v2", "x86-64-v3"])
+def test_native_kernels_built_for_older_cpus_give_the_same_results(monkeypatch, tmp_path, march):
+    """-march=native picks this machine's vector width; a user's CPU may have narrower vectors
+    (SSE4.2, AVX2). The kernels built for those give the reference's results too."""
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("x86-64 targets")
+    flags = tuple(f"-march={march}" if f == "-march=native" else f for f in native.FLAGS)
+    monkeypatch.setattr(native, "FLAGS", flags)
+    monkeypatch.setenv("ACTLAB_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(native, "_libraries", {})
+    _without_inductor(monkeypatch)
+    torch.manual_seed(43)
+    m = actlab.DiTAC(num_parameters=3)
+    m.backend = "compiled"
+    x, gy = torch.randn(2, 3, 1100) * 2, torch.randn(2, 3, 1100)
+    x.view(-1)[:4] = torch.tensor([float("nan"), float("inf"), -float("inf"), m.b])
+    got = _values_and_grads(m, x, gy)
+    assert len(list((tmp_path / "kernels").glob("ditac_lut-*.so"))) == 1  # built here, for this target
+    m.backend = "reference"
+    for g, e in zip(got, _values_and_grads(m, x, gy)):
+        torch.testing.assert_close(g, e, equal_nan=True, atol=2e-6, rtol=2e-6)
