@@ -6,7 +6,7 @@ released-code gradient quirk is not reproduced), each as ``<mode>/<backend>``:
 - ``lut-linear``: the default, table + linear interpolation;
 - ``lut-nearest``: the released code's nearest-grid table with straight-through backward;
 - ``lut-linear/inductor`` (CPU): the compiled path with inductor's loops instead of the native C
-  kernels that it uses for float32 on the CPU, for comparison in the same run;
+  kernels that both LUTs use for float32 on the CPU, for comparison in the same run;
 - ``exact``: closed-form integration of every input, analytic backward;
 - backends: ``auto`` (the default: the compiled kernels at or above
   ``actlab.kernels.dispatch.COMPILE_THRESHOLD`` elements on CPU, else eager),

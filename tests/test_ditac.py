@@ -738,6 +738,7 @@ def _without_inductor(monkeypatch):
     monkeypatch.setattr(ditac_module, "_run_compiled", no_inductor)
 
 
+@pytest.mark.parametrize("interp", ["linear", "nearest"])
 @pytest.mark.parametrize(
     "num_parameters,channel_dim,shape,threads",
     [
@@ -747,10 +748,10 @@ def _without_inductor(monkeypatch):
         (1, 1, (5000,), 2),  # one run split over two threads
     ],
 )
-def test_native_lut_matches_the_reference(monkeypatch, num_parameters, channel_dim, shape, threads):
+def test_native_lut_matches_the_reference(monkeypatch, interp, num_parameters, channel_dim, shape, threads):
     _without_inductor(monkeypatch)
     torch.manual_seed(40)
-    m = actlab.DiTAC(num_parameters=num_parameters, channel_dim=channel_dim)
+    m = actlab.DiTAC(lut_interp=interp, num_parameters=num_parameters, channel_dim=channel_dim)
     m.backend = "compiled"
     x = torch.randn(shape) * 2
     specials = [m.a, m.b, (m.a + m.b) / 2, float("nan"), float("inf"), -float("inf"), 1e30, -1e30, 0.0]
@@ -863,12 +864,13 @@ def test_native_kernels_built_for_older_cpus_give_the_same_results(monkeypatch, 
     monkeypatch.setattr(native, "_libraries", {})
     _without_inductor(monkeypatch)
     torch.manual_seed(43)
-    m = actlab.DiTAC(num_parameters=3)
-    m.backend = "compiled"
     x, gy = torch.randn(2, 3, 1100) * 2, torch.randn(2, 3, 1100)
-    x.view(-1)[:4] = torch.tensor([float("nan"), float("inf"), -float("inf"), m.b])
-    got = _values_and_grads(m, x, gy)
+    for interp in ("linear", "nearest"):
+        m = actlab.DiTAC(lut_interp=interp, num_parameters=3)
+        m.backend = "compiled"
+        x.view(-1)[:4] = torch.tensor([float("nan"), float("inf"), -float("inf"), m.b])
+        got = _values_and_grads(m, x, gy)
+        m.backend = "reference"
+        for g, e in zip(got, _values_and_grads(m, x, gy)):
+            torch.testing.assert_close(g, e, equal_nan=True, atol=2e-6, rtol=2e-6)
     assert len(list((tmp_path / "kernels").glob("ditac_lut-*.so"))) == 1  # built here, for this target
-    m.backend = "reference"
-    for g, e in zip(got, _values_and_grads(m, x, gy)):
-        torch.testing.assert_close(g, e, equal_nan=True, atol=2e-6, rtol=2e-6)

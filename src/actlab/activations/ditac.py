@@ -600,7 +600,7 @@ def _run_compiled(name: str, key: tuple, make, x: Tensor, tensors: tuple, offset
     return layout, out
 
 
-# The linear LUT's native C kernels (actlab/kernels/ditac_lut.c): float32 on the CPU, inputs whose
+# The LUTs' native C kernels (actlab/kernels/ditac_lut.c): float32 on the CPU, inputs whose
 # canonical layout is "shared" or "rows". Inductor loads each lane of a table gather on its own,
 # through the stack; the C loops use the CPU's gather instructions and keep the scatter-add of
 # the table gradient out of the vectorised loop (benchmarks/ditac_speed.py). Where they do not
@@ -626,10 +626,16 @@ def _native_library():
         return None
     if not hasattr(lib, "_actlab_typed"):
         i64, f32, i32, ptr = ctypes.c_int64, ctypes.c_float, ctypes.c_int32, ctypes.c_void_p
-        runs = [i64] * 5 + [f32] * 3
-        lib.ditac_linear_forward.argtypes = [ptr] * 4 + runs
-        lib.ditac_linear_backward.argtypes = [ptr] * 6 + runs + [i32]
-        lib.ditac_linear_forward.restype = lib.ditac_linear_backward.restype = None
+        linear, nearest = [i64] * 5 + [f32] * 3, [i64] * 5 + [f32] * 5
+        signatures = {
+            "ditac_linear_forward": [ptr] * 4 + linear,
+            "ditac_linear_backward": [ptr] * 6 + linear + [i32],
+            "ditac_nearest_forward": [ptr] * 3 + nearest,
+            "ditac_nearest_backward": [ptr] * 6 + nearest + [i32],
+        }
+        for name, argtypes in signatures.items():
+            function = getattr(lib, name)
+            function.argtypes, function.restype = argtypes, None
         lib._actlab_typed = True
     return lib
 
@@ -676,73 +682,98 @@ def _native_setup(x: Tensor, offsets: Tensor | None):
     return lib, layout, layout.view(x.detach()), _native_parts(runs, inner), channels
 
 
-def _native_linear_forward(x, table, lo, hi, offsets) -> Tensor | None:
-    setup = _native_setup(x, offsets)
-    if setup is None:
-        return None
+def _native_run(function, parts, channels: int, stride: int, elements, tables, sums, constants) -> None:
+    """One call of a native kernel per part: ``elements`` (canonical views, shifted to the part's
+    first element), then ``tables`` (whole), then part i's own ``sums`` tables, then the run layout
+    and ``constants``."""
     from ..kernels import native
 
-    lib, layout, xv, parts, channels = setup
-    size = table.shape[-1]
-    values, steps = (t.detach().reshape(-1).contiguous() for t in _padded(table))
-    out = torch.empty_like(xv)
-    constants = _grid_constants(lo, hi, size)
     calls = [
         functools.partial(
-            lib.ditac_linear_forward,
-            xv.data_ptr() + 4 * offset,
-            values.data_ptr(),
-            steps.data_ptr(),
-            out.data_ptr() + 4 * offset,
+            function,
+            *(t.data_ptr() + t.element_size() * offset for t in elements),
+            *(t.data_ptr() for t in tables),
+            *(t.data_ptr() for t in (sums[i] if sums is not None else ())),
             first,
             count,
             channels,
             length,
-            size + 2,
+            stride,
             *constants,
-        )
-        for first, count, offset, length in parts
-    ]
-    native.run_parallel(calls)
-    return layout.restore(out)
-
-
-def _native_linear_backward(x, grad, table, lo, hi, offsets, needs):
-    setup = _native_setup(x, offsets)
-    if setup is None:
-        return None
-    from ..kernels import native
-
-    lib, layout, xv, parts, channels = setup
-    size = table.shape[-1]
-    steps = _padded(table)[1].detach().reshape(-1).contiguous()
-    gv = layout.view(grad.detach().to(x.dtype))
-    grad_x = torch.empty_like(xv)  # written even when not needed (rare: a leaf input without grad)
-    # Each thread sums into tables of its own (double precision), added up afterwards.
-    sums = torch.zeros(len(parts), 2, steps.numel(), dtype=torch.float64)
-    constants = _grid_constants(lo, hi, size)
-    calls = [
-        functools.partial(
-            lib.ditac_linear_backward,
-            xv.data_ptr() + 4 * offset,
-            gv.data_ptr() + 4 * offset,
-            steps.data_ptr(),
-            grad_x.data_ptr() + 4 * offset,
-            sums[i, 0].data_ptr(),
-            sums[i, 1].data_ptr(),
-            first,
-            count,
-            channels,
-            length,
-            size + 2,
-            *constants,
-            int(needs[1]),
         )
         for i, (first, count, offset, length) in enumerate(parts)
     ]
     native.run_parallel(calls)
-    grad_values, grad_steps = sums.sum(0).to(table.dtype)
-    return (layout.restore(grad_x) if needs[0] else None), grad_values, grad_steps
+
+
+def _flat_tables(*tables: Tensor) -> list[Tensor]:
+    return [t.detach().reshape(-1).contiguous() for t in tables]
+
+
+def _native_forward(name: str, x: Tensor, offsets, stride: int, tables, constants) -> Tensor | None:
+    """A native forward kernel on x (None where the kernels do not apply)."""
+    setup = _native_setup(x, offsets)
+    if setup is None:
+        return None
+    lib, layout, xv, parts, channels = setup
+    out = torch.empty_like(xv)
+    _native_run(getattr(lib, name), parts, channels, stride, (xv, out), tables, None, constants)
+    return layout.restore(out)
+
+
+def _native_backward(name: str, x: Tensor, grad: Tensor, offsets, stride: int, tables, sum_tables: int, constants):
+    """A native backward kernel: (grad_x, the table gradients summed over threads, in double
+    precision: ``sum_tables`` rows), or None where the kernels do not apply."""
+    setup = _native_setup(x, offsets)
+    if setup is None:
+        return None
+    lib, layout, xv, parts, channels = setup
+    gv = layout.view(grad.detach().to(x.dtype))
+    grad_x = torch.empty_like(xv)  # written even when not needed (rare: a leaf input without grad)
+    # Each thread sums into tables of its own, added up afterwards.
+    sums = torch.zeros(len(parts), sum_tables, tables[0].numel(), dtype=torch.float64)
+    _native_run(getattr(lib, name), parts, channels, stride, (xv, gv, grad_x), tables, sums, constants)
+    return layout.restore(grad_x), sums.sum(0)
+
+
+def _native_linear_forward(x, table, lo, hi, offsets) -> Tensor | None:
+    size = table.shape[-1]
+    tables = _flat_tables(*_padded(table))
+    return _native_forward("ditac_linear_forward", x, offsets, size + 2, tables, _grid_constants(lo, hi, size))
+
+
+def _native_linear_backward(x, grad, table, lo, hi, offsets, needs):
+    size = table.shape[-1]
+    constants = (*_grid_constants(lo, hi, size), int(needs[1]))
+    steps = _flat_tables(_padded(table)[1])
+    result = _native_backward("ditac_linear_backward", x, grad, offsets, size + 2, steps, 2, constants)
+    if result is None:
+        return None
+    grad_x, (grad_values, grad_steps) = result
+    return (grad_x if needs[0] else None), grad_values.to(table.dtype), grad_steps.to(table.dtype)
+
+
+def _nearest_constants(lo: float, hi: float, size: int) -> tuple[float, ...]:
+    """(scale, shift, top, a, b) of :func:`_coordinate` on the unpadded grid, and the interval."""
+    scale = (size - 1) / (hi - lo)
+    return scale, -lo * scale, float(size - 1), lo, hi
+
+
+def _native_nearest_forward(x, table, lo, hi, offsets) -> Tensor | None:
+    size = table.shape[-1]
+    constants = _nearest_constants(lo, hi, size)
+    return _native_forward("ditac_nearest_forward", x, offsets, size, _flat_tables(table), constants)
+
+
+def _native_nearest_backward(x, grad, table, slope, lo, hi, offsets, needs):
+    size = table.shape[-1]
+    constants = (*_nearest_constants(lo, hi, size), int(needs[1]))
+    tables = _flat_tables(table, slope)
+    result = _native_backward("ditac_nearest_backward", x, grad, offsets, size, tables, 1, constants)
+    if result is None:
+        return None
+    grad_x, (grad_table,) = result
+    return (grad_x if needs[0] else None), grad_table.to(table.dtype)
 
 
 def _compiled_linear_forward(x, table, lo, hi, offsets):
@@ -769,6 +800,9 @@ def _compiled_linear_backward(x, grad, table, lo, hi, offsets, needs):
 
 
 def _compiled_nearest_forward(x, table, lo, hi, offsets):
+    native = _native_nearest_forward(x, table, lo, hi, offsets)
+    if native is not None:
+        return native
     size = table.shape[-1]
     make = lambda: _make_nearest_forward(lo, hi, size)
     layout, y = _run_compiled("ditac_nearest_forward", (lo, hi, size), make, x, (table,), offsets)
@@ -776,6 +810,9 @@ def _compiled_nearest_forward(x, table, lo, hi, offsets):
 
 
 def _compiled_nearest_backward(x, grad, table, slope, lo, hi, offsets, needs):
+    native = _native_nearest_backward(x, grad, table, slope, lo, hi, offsets, tuple(needs))
+    if native is not None:
+        return native
     size, needs = table.shape[-1], tuple(needs)
     make = lambda: _make_nearest_backward(lo, hi, size, needs)
     key = (lo, hi, size, needs)
