@@ -34,7 +34,7 @@ import torch
 from .._cache import cache_root
 from .dispatch import KernelUnavailable
 
-__all__ = ["library", "run_parallel", "FLAGS"]
+__all__ = ["library", "run_parallel", "split", "FLAGS"]
 
 #: -fno-trapping-math lets the compiler evaluate both sides of a select (so loops with selects
 #: vectorise); -fno-math-errno lets it inline floor. Neither changes a result: no fast-math.
