@@ -281,12 +281,18 @@ def lut_tables(
 # ---------------------------------------------------------------------------------------
 # Grid coordinates shared by both LUT schemes
 # ---------------------------------------------------------------------------------------
+def _grid_transform(lo: float, hi: float, size: int, *, padded: bool) -> tuple[float, float, float]:
+    """(scale, shift, top): the grid position of x is clamp(x·scale + shift, 0, top)
+    (see :func:`_coordinate`); the native kernels take these numbers as they are."""
+    scale = (size - 1) / (hi - lo)
+    return (scale, 1 - lo * scale, float(size)) if padded else (scale, -lo * scale, float(size - 1))
+
+
 def _coordinate(x: Tensor, lo: float, hi: float, size: int, *, padded: bool, inplace: bool = False) -> Tensor:
     """The position of x on the grid: (x - a)/(b - a)·(size - 1), clamped to [0, size - 1]
     (``padded``: shifted by 1 and clamped to [0, size], see below). NaN maps to 0: any
     valid index will do, the output is NaN anyway. Differentiable when not ``inplace``."""
-    scale = (size - 1) / (hi - lo)
-    shift, top = (1 - lo * scale, size) if padded else (-lo * scale, size - 1)
+    scale, shift, top = _grid_transform(lo, hi, size, padded=padded)
     s = x * scale
     if inplace:
         return s.add_(shift).clamp_(0, top).nan_to_num_(0.0)
@@ -354,7 +360,7 @@ def _linear_backward(x: Tensor, grad: Tensor, table: Tensor, lo: float, hi: floa
     flat, offs, g = x.reshape(-1), _flat_offsets(offsets, x), grad.reshape(-1)
     grad_x = torch.empty_like(flat) if needs[0] else None
     grad_values, grad_steps = torch.zeros_like(steps), torch.zeros_like(steps)
-    scale = (size - 1) / (hi - lo)
+    scale = _grid_transform(lo, hi, size, padded=True)[0]
     for block in _blocks(flat.numel(), x.device):
         xb, gb = flat[block], g[block]
         s = _coordinate(xb, lo, hi, size, padded=True, inplace=True)
@@ -538,7 +544,7 @@ def _make_linear_forward(lo: float, hi: float, size: int):
 
 
 def _make_linear_backward(lo: float, hi: float, size: int, needs: tuple[bool, bool]):
-    scale = (size - 1) / (hi - lo)
+    scale = _grid_transform(lo, hi, size, padded=True)[0]
 
     def kernel(x: Tensor, grad: Tensor, steps: Tensor, offsets: Tensor | None):
         s = _coordinate(x, lo, hi, size, padded=True)
@@ -665,12 +671,6 @@ def _native_parts(runs: int, inner: int) -> list[tuple[int, int, int, int]]:
     return [(first, count, 0, inner) for first, count in native.split(runs, threads)]
 
 
-def _grid_constants(lo: float, hi: float, size: int) -> tuple[float, float, float]:
-    """(scale, shift, top) of :func:`_coordinate` on the padded grid."""
-    scale = (size - 1) / (hi - lo)
-    return scale, 1 - lo * scale, float(size)
-
-
 def _native_setup(x: Tensor, offsets: Tensor | None):
     """(library, layout, canonical view of x, the threads' parts, channels), or None where the
     native kernels do not apply or cannot be built."""
@@ -739,12 +739,14 @@ def _native_backward(name: str, x: Tensor, grad: Tensor, offsets, stride: int, t
 def _native_linear_forward(x, table, lo, hi, offsets) -> Tensor | None:
     size = table.shape[-1]
     tables = _flat_tables(*_padded(table))
-    return _native_forward("ditac_linear_forward", x, offsets, size + 2, tables, _grid_constants(lo, hi, size))
+    return _native_forward(
+        "ditac_linear_forward", x, offsets, size + 2, tables, _grid_transform(lo, hi, size, padded=True)
+    )
 
 
 def _native_linear_backward(x, grad, table, lo, hi, offsets, needs):
     size = table.shape[-1]
-    constants = (*_grid_constants(lo, hi, size), int(needs[1]))
+    constants = (*_grid_transform(lo, hi, size, padded=True), int(needs[1]))
     steps = _flat_tables(_padded(table)[1])
     result = _native_backward("ditac_linear_backward", x, grad, offsets, size + 2, steps, 2, constants)
     if result is None:
@@ -753,21 +755,15 @@ def _native_linear_backward(x, grad, table, lo, hi, offsets, needs):
     return (grad_x if needs[0] else None), grad_values.to(table.dtype), grad_steps.to(table.dtype)
 
 
-def _nearest_constants(lo: float, hi: float, size: int) -> tuple[float, ...]:
-    """(scale, shift, top, a, b) of :func:`_coordinate` on the unpadded grid, and the interval."""
-    scale = (size - 1) / (hi - lo)
-    return scale, -lo * scale, float(size - 1), lo, hi
-
-
 def _native_nearest_forward(x, table, lo, hi, offsets) -> Tensor | None:
     size = table.shape[-1]
-    constants = _nearest_constants(lo, hi, size)
+    constants = (*_grid_transform(lo, hi, size, padded=False), lo, hi)
     return _native_forward("ditac_nearest_forward", x, offsets, size, _flat_tables(table), constants)
 
 
 def _native_nearest_backward(x, grad, table, slope, lo, hi, offsets, needs):
     size = table.shape[-1]
-    constants = (*_nearest_constants(lo, hi, size), int(needs[1]))
+    constants = (*_grid_transform(lo, hi, size, padded=False), lo, hi, int(needs[1]))
     tables = _flat_tables(table, slope)
     result = _native_backward("ditac_nearest_backward", x, grad, offsets, size, tables, 1, constants)
     if result is None:
