@@ -769,6 +769,44 @@ def test_native_lut_matches_the_reference(monkeypatch, interp, num_parameters, c
         torch.testing.assert_close(g, e, equal_nan=True, atol=2e-6, rtol=2e-6, msg=lambda s: f"{what}: {s}")
 
 
+@pytest.mark.parametrize("interp", ["linear", "nearest"])
+@pytest.mark.parametrize("num_parameters,shape", [(1, (3000,)), (2, (3, 2, 1100))])
+def test_native_lut_sums_the_shares_of_inputs_off_the_interval_like_the_reference(
+    monkeypatch, interp, num_parameters, shape
+):
+    # The kernels sum the table-gradient shares of the inputs below a and above b in lanes of
+    # their own (ditac_lut.c, EDGE_SLOTS), folded into the end slots after each run: mostly
+    # off-interval inputs, runs longer than a block, channels with several runs, and
+    # non-finite gradients there (the linear LUT's share g·w = inf·0 is NaN in the reference too).
+    _without_inductor(monkeypatch)
+    torch.manual_seed(44)
+    m = actlab.DiTAC(lut_interp=interp, num_parameters=num_parameters)
+    m.backend = "compiled"
+    x = torch.randn(shape) * 3 - 2  # about 70 % below a = -0.5, 5 % above b = 2
+    gy = torch.randn_like(x)
+    expected_finite = None
+    for poison in (None, float("inf"), float("nan")):
+        if poison is not None:
+            below = (x < m.a).nonzero()[-1]  # in the last run of its channel
+            gy[tuple(below)] = poison
+        m.backend = "compiled"
+        got = _values_and_grads(m, x, gy)
+        m.backend = "reference"
+        expected = _values_and_grads(m, x, gy)
+        # grad_x at the poisoned input is inf times its derivative: ±inf in the kernels, NaN where
+        # the reference's autograd multiplies inf by a zero (the clamp's derivative); the rest agree
+        finite = gy.isfinite()
+        torch.testing.assert_close(got[0], expected[0], atol=2e-6, rtol=2e-6)
+        torch.testing.assert_close(got[1][finite], expected[1][finite], atol=2e-6, rtol=2e-6)
+        torch.testing.assert_close(got[2], expected[2], equal_nan=True, atol=2e-6, rtol=2e-6)
+        if poison is None:
+            expected_finite = expected[2]
+            assert expected_finite.isfinite().all()
+    # the poisoned share reached θ's gradient (through the end slot) in both, as NaN or inf
+    if interp == "linear":
+        assert not got[2].isfinite().all() and not expected[2].isfinite().all()
+
+
 def test_native_lut_threads_split_the_work_without_changing_the_result():
     torch.manual_seed(41)
     m = actlab.DiTAC(num_parameters=4)

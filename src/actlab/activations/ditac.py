@@ -635,13 +635,14 @@ def _native_library():
         linear, nearest = [i64] * 5 + [f32] * 3, [i64] * 5 + [f32] * 5
         signatures = {
             "ditac_linear_forward": [ptr] * 4 + linear,
-            "ditac_linear_backward": [ptr] * 6 + linear + [i32],
+            "ditac_linear_backward": [ptr] * 5 + linear + [i32],
             "ditac_nearest_forward": [ptr] * 3 + nearest,
             "ditac_nearest_backward": [ptr] * 6 + nearest + [i32],
         }
         for name, argtypes in signatures.items():
             function = getattr(lib, name)
             function.argtypes, function.restype = argtypes, None
+        lib.ditac_edge_slots.argtypes, lib.ditac_edge_slots.restype = [], ctypes.c_int32
         lib._actlab_typed = True
     return lib
 
@@ -684,8 +685,8 @@ def _native_setup(x: Tensor, offsets: Tensor | None):
 
 def _native_run(function, parts, channels: int, stride: int, elements, tables, sums, constants) -> None:
     """One call of a native kernel per part: ``elements`` (canonical views, shifted to the part's
-    first element), then ``tables`` (whole), then part i's own ``sums`` tables, then the run layout
-    and ``constants``."""
+    first element), then ``tables`` (whole), then part i's own slice ``t[i]`` of each tensor in
+    ``sums``, then the run layout and ``constants``."""
     from ..kernels import native
 
     calls = [
@@ -693,7 +694,7 @@ def _native_run(function, parts, channels: int, stride: int, elements, tables, s
             function,
             *(t.data_ptr() + t.element_size() * offset for t in elements),
             *(t.data_ptr() for t in tables),
-            *(t.data_ptr() for t in (sums[i] if sums is not None else ())),
+            *(t[i].data_ptr() for t in sums),
             first,
             count,
             channels,
@@ -717,23 +718,26 @@ def _native_forward(name: str, x: Tensor, offsets, stride: int, tables, constant
         return None
     lib, layout, xv, parts, channels = setup
     out = torch.empty_like(xv)
-    _native_run(getattr(lib, name), parts, channels, stride, (xv, out), tables, None, constants)
+    _native_run(getattr(lib, name), parts, channels, stride, (xv, out), tables, (), constants)
     return layout.restore(out)
 
 
-def _native_backward(name: str, x: Tensor, grad: Tensor, offsets, stride: int, tables, sum_tables: int, constants):
-    """A native backward kernel: (grad_x, the table gradients summed over threads, in double
-    precision: ``sum_tables`` rows), or None where the kernels do not apply."""
+def _native_backward(name: str, x: Tensor, grad: Tensor, offsets, stride: int, tables, pair: bool, constants):
+    """A native backward kernel: (grad_x, the table gradient summed over threads in double precision,
+    ``(channels * stride, 2)`` where the kernel sums pairs, else ``(channels * stride,)``),
+    or None where the kernels do not apply."""
     setup = _native_setup(x, offsets)
     if setup is None:
         return None
     lib, layout, xv, parts, channels = setup
     gv = layout.view(grad.detach().to(x.dtype))
     grad_x = torch.empty_like(xv)  # written even when not needed (rare: a leaf input without grad)
-    # Each thread sums into tables of its own, added up afterwards.
-    sums = torch.zeros(len(parts), sum_tables, tables[0].numel(), dtype=torch.float64)
-    _native_run(getattr(lib, name), parts, channels, stride, (xv, gv, grad_x), tables, sums, constants)
-    return layout.restore(grad_x), sums.sum(0)
+    # Each thread sums into tables of its own, added up afterwards; each channel's has the
+    # kernel's edge slots after its stride (ditac_lut.c, EDGE_SLOTS).
+    shape = (len(parts), channels, stride + lib.ditac_edge_slots()) + ((2,) if pair else ())
+    sums = torch.zeros(shape, dtype=torch.float64)
+    _native_run(getattr(lib, name), parts, channels, stride, (xv, gv, grad_x), tables, (sums,), constants)
+    return layout.restore(grad_x), sums.sum(0)[:, :stride].reshape(channels * stride, *shape[3:])
 
 
 def _native_linear_forward(x, table, lo, hi, offsets) -> Tensor | None:
@@ -748,10 +752,10 @@ def _native_linear_backward(x, grad, table, lo, hi, offsets, needs):
     size = table.shape[-1]
     constants = (*_grid_transform(lo, hi, size, padded=True), int(needs[1]))
     steps = _flat_tables(_padded(table)[1])
-    result = _native_backward("ditac_linear_backward", x, grad, offsets, size + 2, steps, 2, constants)
+    result = _native_backward("ditac_linear_backward", x, grad, offsets, size + 2, steps, True, constants)
     if result is None:
         return None
-    grad_x, (grad_values, grad_steps) = result
+    grad_x, (grad_values, grad_steps) = result[0], result[1].unbind(-1)
     return (grad_x if needs[0] else None), grad_values.to(table.dtype), grad_steps.to(table.dtype)
 
 
@@ -765,10 +769,10 @@ def _native_nearest_backward(x, grad, table, slope, lo, hi, offsets, needs):
     size = table.shape[-1]
     constants = (*_grid_transform(lo, hi, size, padded=False), lo, hi, int(needs[1]))
     tables = _flat_tables(table, slope)
-    result = _native_backward("ditac_nearest_backward", x, grad, offsets, size, tables, 1, constants)
+    result = _native_backward("ditac_nearest_backward", x, grad, offsets, size, tables, False, constants)
     if result is None:
         return None
-    grad_x, (grad_table,) = result
+    grad_x, grad_table = result
     return (grad_x if needs[0] else None), grad_table.to(table.dtype)
 
 
