@@ -508,14 +508,17 @@ def test_registry_and_repr():
     assert actlab.is_activation(m)
 
 
+@pytest.mark.parametrize("native", [False, True])
 @pytest.mark.parametrize("slope,jacobian", [(False, False), (True, False), (False, True), (True, True)])
-def test_grid_tables_custom_op_passes_opcheck(slope, jacobian):
+def test_grid_tables_custom_op_passes_opcheck(slope, jacobian, native):
     """The fake implementation (what torch.compile and export trace) matches the real outputs'
-    shapes and dtypes, and the autograd registration is sound, with and without the Jacobian terms."""
+    shapes and dtypes, and the autograd registration is sound, with and without the Jacobian terms,
+    from the torch code and from the C kernels."""
     cells = 5
     theta = torch.randn(2, cells - 1, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     vmap = torch.tensor(cpab.vertex_map(cells))
-    torch.library.opcheck(ditac_module._grid_tables_op, (theta.requires_grad_(jacobian), vmap, 17, slope, jacobian))
+    args = (theta.requires_grad_(jacobian), vmap, 17, slope, jacobian, native)
+    torch.library.opcheck(ditac_module._grid_tables_op, args)
 
 
 @pytest.mark.slow  # a cold compile of the table construction takes minutes on 2 cores
@@ -861,6 +864,97 @@ def test_native_build_failure_warns_once_and_the_inductor_kernels_run(monkeypatc
     m.backend = "reference"
     for g, e in zip(got, _values_and_grads(m, x, gy)):
         torch.testing.assert_close(g, e, atol=2e-6, rtol=2e-6)
+
+
+# Native C kernels of the grid tables (actlab/kernels/cpab_grid.c): the torch code of cpab.integrate
+# (through _on_grid) is their truth.
+@pytest.mark.parametrize("cells", [2, 5, 10, 33])
+@pytest.mark.parametrize("scale", [0.0, 0.5, 3.0, 20.0])
+def test_native_grid_tables_match_the_torch_integration(cells, scale):
+    vmap = torch.tensor(cpab.vertex_map(cells))
+    theta = torch.randn(3, cells - 1, dtype=torch.float64, generator=torch.Generator().manual_seed(cells)) * scale
+    size = 1000
+    expected = ditac_module._on_grid(theta, vmap, size, slope=True, jacobian=True)
+    got = ditac_module._native_grid(theta, vmap, size, True, True)
+    assert got is not None
+    torch.testing.assert_close(got[0], expected[0], atol=1e-12, rtol=0)
+    torch.testing.assert_close(got[1], expected[1], atol=0, rtol=1e-10)
+    assert torch.equal(got[2].first, expected[2].first) and torch.equal(got[2].last, expected[2].last)
+    dense, expected_dense = got[2].dense(), expected[2].dense()
+    torch.testing.assert_close(dense, expected_dense, atol=1e-10 * expected_dense.abs().max().item() + 1e-14, rtol=0)
+    assert dense.abs().max() > 0  # not a comparison of zeros (at θ = 0 too)
+    grad = torch.randn(3, size, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    contracted = ditac_module._native_contract(list(got[2]), grad)
+    reference = expected[2].contract(grad)
+    torch.testing.assert_close(contracted, reference, atol=1e-10 * reference.abs().max().item() + 1e-14, rtol=0)
+    # without the optional outputs, the same displacement
+    alone = ditac_module._native_grid(theta, vmap, size, False, False)
+    assert alone[1] is None and alone[2] is None and torch.equal(alone[0], got[0])
+
+
+def test_native_grid_tables_propagate_nan_and_leave_large_tessellations_to_torch():
+    vmap = torch.tensor(cpab.vertex_map(10))
+    theta = torch.full((2, 9), float("nan"), dtype=torch.float64)
+    expected = ditac_module._on_grid(theta, vmap, 64, slope=True)
+    got = ditac_module._native_grid(theta, vmap, 64, True, False)
+    assert expected[0].isnan().all() and got[0].isnan().all() and got[1].isnan().all()
+    limit = ditac_module._native_library("cpab_grid").cpab_max_cells()
+    beyond = torch.zeros(1, limit, dtype=torch.float64)  # cells = limit + 1
+    assert ditac_module._native_grid(beyond, torch.eye(limit, dtype=torch.float64), 8, False, False) is None
+
+
+def test_native_grid_tables_threads_split_the_rows_without_changing_the_result():
+    vmap = torch.tensor(cpab.vertex_map(6))
+    theta = torch.randn(5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    grad = torch.randn(5, 300, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    previous = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            d, s, terms = ditac_module._native_grid(theta, vmap, 300, True, True)
+            results.append((d, s, *terms, ditac_module._native_contract(list(terms), grad)))
+    finally:
+        torch.set_num_threads(previous)
+    for one, two in zip(*results):
+        assert torch.equal(one, two)
+
+
+@pytest.mark.parametrize("interp", ["linear", "nearest"])
+def test_reference_backend_builds_its_tables_with_torch_and_the_others_with_the_native_kernels(monkeypatch, interp):
+    calls = []
+    original = ditac_module._native_grid
+    monkeypatch.setattr(ditac_module, "_native_grid", lambda *a: calls.append(1) or original(*a))
+    torch.manual_seed(45)
+    m = actlab.DiTAC(lut_interp=interp)
+    x, gy = torch.randn(2, 3, 50), torch.randn(2, 3, 50)
+    m.backend = "reference"
+    expected = _values_and_grads(m, x, gy)
+    m.eval()
+    with torch.no_grad():
+        expected_eval = m(x)
+    assert calls == []
+    m.train()
+    for backend in ("fused", "compiled"):
+        m.backend = backend
+        got = _values_and_grads(m, x, gy)
+        for g, e in zip(got, expected):
+            torch.testing.assert_close(g, e, atol=2e-6, rtol=2e-6)
+    assert len(calls) == 2
+    m.eval()  # the eval cache is keyed by the choice: a switch of backend rebuilds it
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), expected_eval, atol=2e-6, rtol=2e-6)
+        assert len(calls) == 3
+        m.backend = "reference"
+        assert torch.equal(m(x), expected_eval) and len(calls) == 3
+
+
+def test_grid_contract_custom_op_passes_opcheck():
+    vmap = torch.tensor(cpab.vertex_map(5))
+    theta = torch.randn(2, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    _, _, terms = ditac_module._native_grid(theta, vmap, 17, False, True)
+    grad = torch.randn(2, 17, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    torch.library.opcheck(ditac_module._contract_op, (*terms, grad))
 
 
 def test_native_library_is_built_once_per_source_flags_compiler_and_cpu(monkeypatch, tmp_path):

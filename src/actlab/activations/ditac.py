@@ -187,11 +187,12 @@ def _on_grid(theta: Tensor, vertex_map: Tensor, size: int, *, slope: bool = Fals
 # autograd formula, so graphs that use it trace without breaks.
 @torch.library.custom_op("actlab::ditac_grid_tables", mutates_args=())
 def _grid_tables_op(
-    theta: Tensor, vertex_map: Tensor, size: int, slope: bool, jacobian: bool
+    theta: Tensor, vertex_map: Tensor, size: int, slope: bool, jacobian: bool, native: bool
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """(D, T' or empty, then dD/dθ as the four tensors of :class:`cpab.JacobianTerms` or four
-    empties) on the grid, in the table dtype."""
-    displacement, derivative, jac = _on_grid(theta, vertex_map, size, slope=slope, jacobian=jacobian)
+    empties) on the grid, in the table dtype; from the C kernels where ``native`` and they apply."""
+    tables = _native_grid(theta, vertex_map, size, slope, jacobian) if native else None
+    displacement, derivative, jac = tables or _on_grid(theta, vertex_map, size, slope=slope, jacobian=jacobian)
     # Distinct empty tensors: a custom op's outputs must not alias each other.
     empty = displacement.new_empty
     terms = tuple(jac) if jacobian else (empty(0), empty(0, dtype=torch.int32), empty(0, dtype=torch.int32), empty(0))
@@ -199,7 +200,7 @@ def _grid_tables_op(
 
 
 @_grid_tables_op.register_fake
-def _(theta: Tensor, vertex_map: Tensor, size: int, slope: bool, jacobian: bool):
+def _(theta: Tensor, vertex_map: Tensor, size: int, slope: bool, jacobian: bool, native: bool):
     rows, d = theta.shape
     work = _table_dtype(theta.device)
     table = theta.new_empty(rows, size, dtype=work)
@@ -218,9 +219,9 @@ def _(theta: Tensor, vertex_map: Tensor, size: int, slope: bool, jacobian: bool)
 
 
 def _grid_tables_setup(ctx, inputs, output) -> None:
-    theta, vertex_map, size, _, _ = inputs
+    theta, vertex_map, size, _, _, native = inputs
     ctx.save_for_backward(theta, vertex_map, *output[2:])
-    ctx.size = size
+    ctx.size, ctx.native = size, native
 
 
 def _grid_tables_backward(ctx, grad_displacement: Tensor, *_):
@@ -228,16 +229,34 @@ def _grid_tables_backward(ctx, grad_displacement: Tensor, *_):
     theta, vertex_map, *terms = ctx.saved_tensors
     if torch.is_grad_enabled():  # create_graph: second derivatives need autograd through the closed form
         (grad_theta,) = _reference_grads(_displacement, (theta,), (vertex_map, ctx.size), (True,), grad_displacement)
-        return grad_theta, None, None, None, None
+        return grad_theta, None, None, None, None, None
     if terms[0].numel() == 0:
         raise RuntimeError(
             "ditac_grid_tables: the Jacobian was not computed (jacobian=False) but a gradient reached it"
         )
-    grad_theta = cpab.JacobianTerms(*terms).contract(grad_displacement)
-    return grad_theta.to(theta.dtype), None, None, None, None
+    if ctx.native:
+        grad_theta = _contract_op(*terms, grad_displacement)
+    else:
+        grad_theta = cpab.JacobianTerms(*terms).contract(grad_displacement)
+    return grad_theta.to(theta.dtype), None, None, None, None, None
 
 
 _grid_tables_op.register_autograd(_grid_tables_backward, setup_context=_grid_tables_setup)
+
+
+# The contraction by the C kernel is an op of its own, so that traced backward graphs (AOT
+# autograd) hold one opaque call rather than the kernel's pointer arithmetic on fake tensors.
+@torch.library.custom_op("actlab::ditac_grid_contract", mutates_args=())
+def _contract_op(weights: Tensor, first: Tensor, last: Tensor, rows: Tensor, grad: Tensor) -> Tensor:
+    """:meth:`cpab.JacobianTerms.contract` of ``grad``, by the C kernel where it applies."""
+    terms = (weights, first, last, rows)
+    out = _native_contract(terms, grad)
+    return cpab.JacobianTerms(*terms).contract(grad) if out is None else out
+
+
+@_contract_op.register_fake
+def _(weights: Tensor, first: Tensor, last: Tensor, rows: Tensor, grad: Tensor) -> Tensor:
+    return weights.new_empty(first.shape[0], rows.shape[-1])
 
 
 def _displacement(theta: Tensor, vertex_map: Tensor, size: int) -> Tensor:
@@ -245,12 +264,14 @@ def _displacement(theta: Tensor, vertex_map: Tensor, size: int) -> Tensor:
 
 
 def grid_tables(
-    theta: Tensor, vertex_map: Tensor, size: int, dtype: torch.dtype, with_slope: bool = True
+    theta: Tensor, vertex_map: Tensor, size: int, dtype: torch.dtype, with_slope: bool = True, native: bool = True
 ) -> tuple[Tensor, Tensor | None]:
     """(D, T') on ``size`` grid points for each θ row, as ``dtype`` tensors of shape (C, size).
 
     D is differentiable with respect to θ (analytic Jacobian); T' is not (and is
-    None unless ``with_slope``).
+    None unless ``with_slope``). ``native``: on the CPU, from the C kernels
+    (``actlab/kernels/cpab_grid.c``) where they can be built; else (the reference
+    backend) from the torch code of :func:`cpab.integrate`, their truth.
     """
     if torch.compiler.is_exporting() or dispatch.transform_active():
         # Exported programs must hold standard operators only (ONNX has no actlab op), and
@@ -259,19 +280,27 @@ def grid_tables(
         displacement, slope, _ = _on_grid(theta, vertex_map, size, slope=with_slope)
     else:
         needs_grad = torch.is_grad_enabled() and theta.requires_grad
-        displacement, slope, *_ = _grid_tables_op(theta, vertex_map, size, with_slope, needs_grad)
+        displacement, slope, *_ = _grid_tables_op(theta, vertex_map, size, with_slope, needs_grad, native)
     return displacement.to(dtype), slope.detach().to(dtype) if with_slope else None
 
 
 def lut_tables(
-    theta: Tensor, vertex_map: Tensor, lo: float, hi: float, size: int, interp: str, dtype: torch.dtype
+    theta: Tensor,
+    vertex_map: Tensor,
+    lo: float,
+    hi: float,
+    size: int,
+    interp: str,
+    dtype: torch.dtype,
+    native: bool = True,
 ) -> tuple[Tensor, ...]:
     """The tables the LUT path reads, each (C, size), differentiable with respect to θ.
 
     ``"linear"``: ``(E,)`` with E(x_j) = DiTAC(x_j) - GELU(x_j) = (b - a)·D(u_j)·Φ(x_j)
-    at the grid points x_j = a + (b - a)·u_j. ``"nearest"``: ``(D, T')``.
+    at the grid points x_j = a + (b - a)·u_j. ``"nearest"``: ``(D, T')``. ``native``: as
+    in :func:`grid_tables`.
     """
-    displacement, slope = grid_tables(theta, vertex_map, size, dtype, with_slope=interp == "nearest")
+    displacement, slope = grid_tables(theta, vertex_map, size, dtype, with_slope=interp == "nearest", native=native)
     if interp == "nearest":
         return displacement, slope
     x = torch.linspace(lo, hi, size, dtype=displacement.dtype, device=displacement.device)
@@ -606,45 +635,120 @@ def _run_compiled(name: str, key: tuple, make, x: Tensor, tensors: tuple, offset
     return layout, out
 
 
-# The LUTs' native C kernels (actlab/kernels/ditac_lut.c): float32 on the CPU, inputs whose
-# canonical layout is "shared" or "rows". Inductor loads each lane of a table gather on its own,
-# through the stack; the C loops use the CPU's gather instructions and keep the scatter-add of
-# the table gradient out of the vectorised loop (benchmarks/ditac_speed.py). Where they do not
-# apply, or cannot be built (one warning), the inductor kernels run instead.
+# The native C kernels: the LUTs' (actlab/kernels/ditac_lut.c), float32 on the CPU, inputs whose
+# canonical layout is "shared" or "rows" (inductor loads each lane of a table gather on its own,
+# through the stack; the C loops use vector loads and keep the scatter-add of the table gradient out
+# of the vectorised loop: benchmarks/ditac_speed.py), and the grid tables' (cpab_grid.c, float64,
+# in place of a few hundred small torch operations per call). Where they do not apply, or cannot be
+# built (one warning), the inductor kernels and the torch code run instead.
 _NATIVE_FAILED: list[str] = []
 
 
-def _native_library():
+def _native_signatures() -> dict[str, dict[str, tuple[list, type | None]]]:
+    i64, f32, i32, ptr = ctypes.c_int64, ctypes.c_float, ctypes.c_int32, ctypes.c_void_p
+    linear, nearest = [i64] * 5 + [f32] * 3, [i64] * 5 + [f32] * 5
+    return {
+        "ditac_lut": {
+            "ditac_linear_forward": ([ptr] * 3 + linear, None),
+            "ditac_linear_backward": ([ptr] * 5 + linear + [i32], None),
+            "ditac_nearest_forward": ([ptr] * 3 + nearest, None),
+            "ditac_nearest_backward": ([ptr] * 5 + nearest + [i32], None),
+            "ditac_edge_slots": ([], i32),
+        },
+        "cpab_grid": {
+            "cpab_grid": ([ptr] * 9 + [i64] * 4, None),
+            "cpab_contract": ([ptr] * 6 + [i64] * 4, None),
+            "cpab_max_cells": ([], i32),
+        },
+    }
+
+
+def _native_library(name: str = "ditac_lut"):
     if _NATIVE_FAILED:
         return None
     from ..kernels import native
 
     try:
-        lib = native.library("ditac_lut")
+        lib = native.library(name)
     except dispatch.KernelUnavailable as err:
         _NATIVE_FAILED.append(f"{type(err.__cause__).__name__}: {err.__cause__}"[:300])
         warnings.warn(
             f"actlab: DiTAC's native CPU kernels could not be built ({_NATIVE_FAILED[0]}); "
-            "the inductor kernels are used instead",
+            "the inductor kernels and the torch code are used instead",
             RuntimeWarning,
             stacklevel=5,
         )
         return None
     if not hasattr(lib, "_actlab_typed"):
-        i64, f32, i32, ptr = ctypes.c_int64, ctypes.c_float, ctypes.c_int32, ctypes.c_void_p
-        linear, nearest = [i64] * 5 + [f32] * 3, [i64] * 5 + [f32] * 5
-        signatures = {
-            "ditac_linear_forward": [ptr] * 4 + linear,
-            "ditac_linear_backward": [ptr] * 5 + linear + [i32],
-            "ditac_nearest_forward": [ptr] * 3 + nearest,
-            "ditac_nearest_backward": [ptr] * 6 + nearest + [i32],
-        }
-        for name, argtypes in signatures.items():
-            function = getattr(lib, name)
-            function.argtypes, function.restype = argtypes, None
-        lib.ditac_edge_slots.argtypes, lib.ditac_edge_slots.restype = [], ctypes.c_int32
+        for function_name, (argtypes, restype) in _native_signatures()[name].items():
+            function = getattr(lib, function_name)
+            function.argtypes, function.restype = argtypes, restype
         lib._actlab_typed = True
     return lib
+
+
+def _native_grid(theta: Tensor, vertex_map: Tensor, size: int, slope: bool, jacobian: bool):
+    """:func:`_on_grid`'s (D, T' or None, JacobianTerms or None) from the C kernel, or None where
+    it does not apply (not the CPU, tables not in float64, cells beyond the kernel's limit, inside a
+    trace or transform) or cannot be built."""
+    if theta.device.type != "cpu" or _table_dtype(theta.device) != torch.float64 or theta.dim() != 2:
+        return None
+    if torch.compiler.is_compiling() or dispatch.transform_active() or theta.shape[1] + 1 < 2:
+        return None
+    lib = _native_library("cpab_grid")
+    if lib is None or theta.shape[1] + 1 > lib.cpab_max_cells():
+        return None
+    from ..kernels import native
+
+    f64 = torch.float64
+    rows, cells = theta.shape[0], theta.shape[1] + 1
+    theta64 = theta.detach().to(f64).contiguous()
+    vmap = vertex_map.detach().to(f64).contiguous()
+    grid = torch.linspace(0.0, 1.0, size, dtype=f64)  # the points _on_grid integrates, bit for bit
+    displacement = torch.empty(rows, size, dtype=f64)
+    derivative = torch.empty(rows, size, dtype=f64) if slope else None
+    terms = None
+    if jacobian:
+        terms = cpab.JacobianTerms(
+            torch.empty(rows, size, cpab.JACOBIAN_WEIGHTS, dtype=f64),
+            torch.empty(rows, size, dtype=torch.int32),
+            torch.empty(rows, size, dtype=torch.int32),
+            torch.empty(rows, cpab.jacobian_rows(cells), cells - 1, dtype=f64),
+        )
+    outputs = [displacement, derivative, *(terms or (None,) * 4)]
+    pointers = [t.data_ptr() for t in (theta64, vmap, grid)] + [None if t is None else t.data_ptr() for t in outputs]
+    native.run_parallel(
+        [
+            functools.partial(lib.cpab_grid, *pointers, first, count, size, cells)
+            for first, count in native.split(rows, torch.get_num_threads())
+        ]
+    )
+    return displacement, derivative, terms
+
+
+def _native_contract(terms: list[Tensor], grad: Tensor) -> Tensor | None:
+    """:meth:`cpab.JacobianTerms.contract` by the C kernel, or None where it does not apply."""
+    weights, first, last, rows_table = terms
+    if weights.device.type != "cpu" or weights.dtype != torch.float64 or rows_table.shape[0] != weights.shape[0]:
+        return None
+    lib = _native_library("cpab_grid")
+    if lib is None:
+        return None
+    from ..kernels import native
+
+    rows, size = first.shape
+    cells = (rows_table.shape[1] - 2) // 4
+    grad64 = grad.detach().to(torch.float64).contiguous()
+    out = torch.empty(rows, cells - 1, dtype=torch.float64)
+    inputs = [t.contiguous() for t in (weights, first, last, rows_table)]
+    pointers = [grad64.data_ptr()] + [t.data_ptr() for t in inputs] + [out.data_ptr()]
+    native.run_parallel(
+        [
+            functools.partial(lib.cpab_contract, *pointers, start, count, size, cells)
+            for start, count in native.split(rows, torch.get_num_threads())
+        ]
+    )
+    return out
 
 
 def _native_plan(x: Tensor, offsets: Tensor | None):
@@ -742,7 +846,7 @@ def _native_backward(name: str, x: Tensor, grad: Tensor, offsets, stride: int, t
 
 def _native_linear_forward(x, table, lo, hi, offsets) -> Tensor | None:
     size = table.shape[-1]
-    tables = _flat_tables(*_padded(table))
+    tables = _flat_tables(_padded(table)[0])  # values only: the kernel takes the steps as differences
     return _native_forward(
         "ditac_linear_forward", x, offsets, size + 2, tables, _grid_transform(lo, hi, size, padded=True)
     )
@@ -768,8 +872,8 @@ def _native_nearest_forward(x, table, lo, hi, offsets) -> Tensor | None:
 def _native_nearest_backward(x, grad, table, slope, lo, hi, offsets, needs):
     size = table.shape[-1]
     constants = (*_grid_transform(lo, hi, size, padded=False), lo, hi, int(needs[1]))
-    tables = _flat_tables(table, slope)
-    result = _native_backward("ditac_nearest_backward", x, grad, offsets, size, tables, False, constants)
+    pairs = _flat_tables(torch.stack([table, slope], -1))  # (D, T') pairs: one load per element
+    result = _native_backward("ditac_nearest_backward", x, grad, offsets, size, pairs, False, constants)
     if result is None:
         return None
     grad_x, grad_table = result
@@ -987,9 +1091,10 @@ def _apply(
         reference = (backend or get_backend()) == "reference" or dispatch.transform_active()
         function = _exact_reference if reference else _ExactDiTAC.apply
         return function(xc, theta, vertex_map, lo, hi, channel_dim).to(x.dtype)
-    if tables is None:
-        tables = lut_tables(theta, vertex_map, lo, hi, lut_size, lut_interp, dtype)
     requested = backend or get_backend()
+    if tables is None:
+        native = requested != "reference"  # the reference is torch code throughout
+        tables = lut_tables(theta, vertex_map, lo, hi, lut_size, lut_interp, dtype, native)
     path = dispatch.choose("ditac", x, requested)
     fast = (path, requested != "auto")
     if lut_interp == "linear":
@@ -1286,6 +1391,7 @@ class DiTAC(Activation):
         theta = self.theta
         if self.training or torch.compiler.is_compiling() or (torch.is_grad_enabled() and theta.requires_grad):
             return None
+        native = (self.backend or get_backend()) != "reference"
         key = (
             id(theta),
             theta._version,
@@ -1294,11 +1400,14 @@ class DiTAC(Activation):
             theta.dtype,
             dtype,
             torch.is_inference_mode_enabled(),
+            native,
         )
         cache = self._lut_cache
         if self._lut_key != key or cache is None or cache.device != theta.device or cache.dtype != dtype:
             with torch.no_grad():
-                tables = lut_tables(theta, self.vertex_map, self.a, self.b, self.lut_size, self.lut_interp, dtype)
+                tables = lut_tables(
+                    theta, self.vertex_map, self.a, self.b, self.lut_size, self.lut_interp, dtype, native
+                )
                 cache = torch.stack(tables)
             self._lut_cache = cache
             self._lut_key = key

@@ -7,7 +7,7 @@
  * actlab.activations.ditac._linear_reference, the truth these kernels are tested against:
  *
  *   s = clamp((x - a)·(size - 1)/(b - a) + 1, 0, size)  (NaN -> 0), k = floor(s), w = s - k
- *   y = x·Φ(x) + values[k] + w·steps[k]
+ *   y = x·Φ(x) + values[k] + w·steps[k], steps[k] = values[k + 1] - values[k]
  *   dy/dx = Φ(x) + x·φ(x) + steps[k]·(size - 1)/(b - a)  (the last term only where s is not clamped)
  *   d/dvalues[k] += g, d/dsteps[k] += g·w
  *
@@ -59,13 +59,25 @@ static inline float erf_and_gaussian(float z, float *gaussian) {
 #define SQRT1_2 0.70710678118654752f
 #define INV_SQRT_2PI 0.3989422804014327f
 
-void ditac_linear_forward(const float *restrict x, float *restrict out, const float *restrict values,
-                          const float *restrict steps, int64_t first, int64_t runs, int64_t channels, int64_t inner,
-                          int64_t stride, float scale, float shift, float top) {
+/* p[0] and p[1] in one (unaligned) 8-byte load: where the loads are gathers, gcc emulates one
+ * gather instead of two (the linear forward 2.5 against 3.1 ms at 2^22). */
+static inline void load_pair(const float *p, float *first, float *second) {
+    uint64_t pair;
+    memcpy(&pair, p, sizeof pair);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    uint32_t low = (uint32_t)(pair >> 32), high = (uint32_t)pair;
+#else
+    uint32_t low = (uint32_t)pair, high = (uint32_t)(pair >> 32);
+#endif
+    memcpy(first, &low, sizeof *first);
+    memcpy(second, &high, sizeof *second);
+}
+
+void ditac_linear_forward(const float *restrict x, float *restrict out, const float *restrict values, int64_t first,
+                          int64_t runs, int64_t channels, int64_t inner, int64_t stride, float scale, float shift,
+                          float top) {
     for (int64_t r = first; r < first + runs; r++) {
-        const int64_t c = r % channels;
-        const float *restrict vc = values + c * stride;
-        const float *restrict sc = steps + c * stride;
+        const float *restrict vc = values + (r % channels) * stride;
         const float *restrict xb = x + r * inner;
         float *restrict ob = out + r * inner;
 #pragma GCC ivdep
@@ -78,7 +90,10 @@ void ditac_linear_forward(const float *restrict x, float *restrict out, const fl
             float w = s - (float)k;
             float gaussian;
             float cdf = 0.5f + 0.5f * erf_and_gaussian(xi * SQRT1_2, &gaussian);
-            ob[i] = xi * cdf + vc[k] + w * sc[k];
+            /* values[k + 1] - values[k] is the float32 subtraction that gives the steps table */
+            float here, next;
+            load_pair(vc + k, &here, &next);
+            ob[i] = xi * cdf + here + w * (next - here);
         }
     }
 }
@@ -176,7 +191,8 @@ void ditac_linear_backward(const float *restrict x, const float *restrict grad, 
  * from erf as in the compiled path): r = clamp((x - a)·(size - 1)/(b - a), 0, size - 1) rounded
  * half to even, x̃ = a + (b - a)·(r/(size - 1) + D[r]) on [a, b] and x elsewhere, y = x̃·Φ(x);
  * backward straight-through: dx̃/dx = T'(u_r) = slope[r] on [a, b] (1 elsewhere), and
- * d/dD[r] += g·Φ(x)·(b - a) on [a, b]. Here ``top`` is size - 1 and the tables are not padded. */
+ * d/dD[r] += g·Φ(x)·(b - a) on [a, b]. Here ``top`` is size - 1 and the tables are not padded;
+ * the backward reads D and the slope as interleaved (D[r], slope[r]) pairs. */
 static inline int32_t nearest_point(float xi, float scale, float shift, float top, float *r) {
     float s = xi * scale + shift;
     s = s > 0.0f ? s : 0.0f;
@@ -205,8 +221,8 @@ void ditac_nearest_forward(const float *restrict x, float *restrict out, const f
 }
 
 __attribute__((noinline)) static void nearest_backward_block(const float *restrict xb, const float *restrict gb,
-                                                             float *restrict gxb, const float *restrict tc,
-                                                             const float *restrict sc, int32_t *restrict index,
+                                                             float *restrict gxb, const float *restrict pairs,
+                                                             int32_t *restrict index,
                                                              float *restrict weighted, int64_t m, int32_t below,
                                                              float scale, float shift, float top, float lo, float hi) {
 #pragma GCC ivdep
@@ -218,9 +234,11 @@ __attribute__((noinline)) static void nearest_backward_block(const float *restri
          * the loop scalar. Exact: the table values are finite, so 0·image = 0, and 0·x = 0 for the
          * finite x on [a, b]; x = ±inf or NaN is outside. */
         float in = ((xi >= lo) & (xi <= hi)) ? 1.0f : 0.0f;
-        float image = lo + (hi - lo) * (point / top + tc[j]);
+        float displacement, slope;
+        load_pair(pairs + 2 * j, &displacement, &slope);
+        float image = lo + (hi - lo) * (point / top + displacement);
         float x_tilde = in * image + (1.0f - in) * xi;
-        float d_tilde = in * sc[j] + (1.0f - in);
+        float d_tilde = in * slope + (1.0f - in);
         float gaussian;
         float cdf = 0.5f + 0.5f * erf_and_gaussian(xi * SQRT1_2, &gaussian);
         gxb[i] = gi * (d_tilde * cdf + x_tilde * (INV_SQRT_2PI * gaussian));
@@ -230,7 +248,7 @@ __attribute__((noinline)) static void nearest_backward_block(const float *restri
 }
 
 void ditac_nearest_backward(const float *restrict x, const float *restrict grad, float *restrict grad_x,
-                            const float *restrict table, const float *restrict slope, double *restrict grad_table,
+                            const float *restrict pairs, double *restrict grad_table,
                             int64_t first, int64_t runs, int64_t channels, int64_t inner, int64_t stride,
                             float scale, float shift, float top, float lo, float hi, int32_t need_table) {
     int32_t index[BLOCK];
@@ -241,8 +259,8 @@ void ditac_nearest_backward(const float *restrict x, const float *restrict grad,
         const int64_t end = (r + 1) * inner;
         for (int64_t start = r * inner; start < end; start += BLOCK) {
             int64_t m = end - start < BLOCK ? end - start : BLOCK;
-            nearest_backward_block(x + start, grad + start, grad_x + start, table + c * stride, slope + c * stride,
-                                   index, weighted, m, (int32_t)stride, scale, shift, top, lo, hi);
+            nearest_backward_block(x + start, grad + start, grad_x + start, pairs + 2 * c * stride, index, weighted, m,
+                                   (int32_t)stride, scale, shift, top, lo, hi);
             if (need_table) {
                 int64_t i = 0;
                 for (; i + LINE <= m && start + BLOCK + i < end; i += LINE) {
