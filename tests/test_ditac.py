@@ -8,6 +8,7 @@ gradient emulated here from its description (spec §3.7).
 from __future__ import annotations
 
 import copy
+import ctypes
 import math
 import warnings
 
@@ -962,14 +963,61 @@ def test_native_library_is_built_once_per_source_flags_compiler_and_cpu(monkeypa
     calls = []
     run = native.subprocess.run
     monkeypatch.setattr(native.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or run(cmd, **kw))
-    first = native._build("ditac_lut")
+    first, openmp = native._build("ditac_lut")
     assert first.parent == tmp_path / "kernels" and first.exists()
+    assert openmp == bool(native._openmp_flags())
     assert sum("-O3" in cmd for cmd in calls) == 1
-    assert native._build("ditac_lut") == first  # cached: no second compile
+    assert native._build("ditac_lut") == (first, openmp)  # cached: no second compile
     assert sum("-O3" in cmd for cmd in calls) == 1
     monkeypatch.setattr(native, "_cpu_identity", lambda: "another CPU")
-    assert native._build("ditac_lut") != first  # -march=native code is never shared across CPUs
+    assert native._build("ditac_lut")[0] != first  # -march=native code is never shared across CPUs
     assert sum("-O3" in cmd for cmd in calls) == 2
+    (header,) = [h for h in (tmp_path / "kernels").iterdir() if h.suffix == ".h"] or [None]
+    assert header is None  # the headers travel to the build directory only
+
+
+def test_native_kernels_use_torchs_openmp_runtime_and_fall_back_without_one(monkeypatch, tmp_path):
+    # In a torch process on GNU OpenMP (Linux wheels) the kernels are built with -fopenmp, and
+    # loading them brings in no OpenMP runtime of their own: their libgomp.so.1 is torch's, already
+    # loaded. Where -fopenmp fails, the build goes on without it.
+    def runtimes():
+        with open("/proc/self/maps") as maps:
+            return {line.split()[-1] for line in maps if "libgomp" in line}
+
+    monkeypatch.setenv("ACTLAB_CACHE_DIR", str(tmp_path))
+    if native._openmp_flags():
+        path, openmp = native._build("cpab_grid")
+        assert openmp
+        before = runtimes()
+        lib = ctypes.CDLL(str(path))  # a new file (a fresh cache): loaded now
+        assert lib.cpab_max_cells() > 0
+        assert runtimes() == before and any("torch" in runtime for runtime in before), runtimes()
+    monkeypatch.setattr(native, "_openmp_flags", lambda: ("-fno-such-openmp-flag",))
+    path, openmp = native._build("cpab_grid")
+    assert not openmp and path.exists()
+
+
+@pytest.mark.parametrize("openmp", [False, True])
+def test_native_parts_give_the_same_result_on_pool_threads_and_on_openmp_threads(monkeypatch, openmp):
+    # run_parts: one call over all parts (OpenMP) or one call per part on the Python pool
+    lib = ditac_module._native_library()
+    if openmp and not native.uses_openmp(lib):
+        pytest.skip("the kernels are not built with OpenMP here")
+    monkeypatch.setattr(native, "uses_openmp", lambda lib: openmp)
+    torch.manual_seed(46)
+    m = actlab.DiTAC(num_parameters=3)
+    m.backend = "compiled"
+    x, gy = torch.randn(4, 3, 700) * 2, torch.randn(4, 3, 700)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        got = _values_and_grads(m, x, gy)
+        torch.set_num_threads(1)  # one part
+        expected = _values_and_grads(m, x, gy)
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    torch.testing.assert_close(got[2], expected[2], atol=1e-6, rtol=1e-6)
 
 
 def test_native_thread_pool_is_renewed_in_a_forked_child(monkeypatch):

@@ -40,7 +40,6 @@ inputs under the rule of :mod:`actlab.kernels.dispatch`).
 from __future__ import annotations
 
 import ctypes
-import functools
 import math
 import warnings
 
@@ -646,18 +645,18 @@ _NATIVE_FAILED: list[str] = []
 
 def _native_signatures() -> dict[str, dict[str, tuple[list, type | None]]]:
     i64, f32, i32, ptr = ctypes.c_int64, ctypes.c_float, ctypes.c_int32, ctypes.c_void_p
-    linear, nearest = [i64] * 5 + [f32] * 3, [i64] * 5 + [f32] * 5
+    parts = [ptr, i64]  # every kernel takes its parts first (actlab/kernels/parallel.h)
     return {
         "ditac_lut": {
-            "ditac_linear_forward": ([ptr] * 3 + linear, None),
-            "ditac_linear_backward": ([ptr] * 5 + linear + [i32], None),
-            "ditac_nearest_forward": ([ptr] * 3 + nearest, None),
-            "ditac_nearest_backward": ([ptr] * 5 + nearest + [i32], None),
+            "ditac_linear_forward_parts": (parts + [ptr] * 3 + [i64] * 2 + [f32] * 3, None),
+            "ditac_linear_backward_parts": (parts + [ptr] * 5 + [i64] * 3 + [f32] * 3 + [i32], None),
+            "ditac_nearest_forward_parts": (parts + [ptr] * 3 + [i64] * 2 + [f32] * 5, None),
+            "ditac_nearest_backward_parts": (parts + [ptr] * 5 + [i64] * 3 + [f32] * 5 + [i32], None),
             "ditac_edge_slots": ([], i32),
         },
         "cpab_grid": {
-            "cpab_grid": ([ptr] * 9 + [i64] * 4, None),
-            "cpab_contract": ([ptr] * 6 + [i64] * 4, None),
+            "cpab_grid": (parts + [ptr] * 9 + [i64] * 2, None),
+            "cpab_contract": (parts + [ptr] * 6 + [i64] * 2, None),
             "cpab_max_cells": ([], i32),
         },
     }
@@ -717,12 +716,7 @@ def _native_grid(theta: Tensor, vertex_map: Tensor, size: int, slope: bool, jaco
         )
     outputs = [displacement, derivative, *(terms or (None,) * 4)]
     pointers = [t.data_ptr() for t in (theta64, vmap, grid)] + [None if t is None else t.data_ptr() for t in outputs]
-    native.run_parallel(
-        [
-            functools.partial(lib.cpab_grid, *pointers, first, count, size, cells)
-            for first, count in native.split(rows, torch.get_num_threads())
-        ]
-    )
+    native.run_parts(lib, "cpab_grid", native.split(rows, torch.get_num_threads()), [*pointers, size, cells])
     return displacement, derivative, terms
 
 
@@ -742,12 +736,7 @@ def _native_contract(terms: list[Tensor], grad: Tensor) -> Tensor | None:
     out = torch.empty(rows, cells - 1, dtype=torch.float64)
     inputs = [t.contiguous() for t in (weights, first, last, rows_table)]
     pointers = [grad64.data_ptr()] + [t.data_ptr() for t in inputs] + [out.data_ptr()]
-    native.run_parallel(
-        [
-            functools.partial(lib.cpab_contract, *pointers, start, count, size, cells)
-            for start, count in native.split(rows, torch.get_num_threads())
-        ]
-    )
+    native.run_parts(lib, "cpab_contract", native.split(rows, torch.get_num_threads()), [*pointers, size, cells])
     return out
 
 
@@ -787,28 +776,15 @@ def _native_setup(x: Tensor, offsets: Tensor | None):
     return lib, layout, layout.view(x.detach()), _native_parts(runs, inner), channels
 
 
-def _native_run(function, parts, channels: int, stride: int, elements, tables, sums, constants) -> None:
-    """One call of a native kernel per part: ``elements`` (canonical views, shifted to the part's
-    first element), then ``tables`` (whole), then part i's own slice ``t[i]`` of each tensor in
-    ``sums``, then the run layout and ``constants``."""
+def _native_run(lib, name: str, parts, channels: int, stride: int, elements, tables, sums, constants) -> None:
+    """The entry point ``name + "_parts"`` of a native kernel on its parts: the ``elements`` (canonical
+    views), the ``tables``, then (backward kernels) the per-part ``sums`` (a tensor with one row of
+    table sums per part), the run layout and the ``constants``."""
     from ..kernels import native
 
-    calls = [
-        functools.partial(
-            function,
-            *(t.data_ptr() + t.element_size() * offset for t in elements),
-            *(t.data_ptr() for t in tables),
-            *(t[i].data_ptr() for t in sums),
-            first,
-            count,
-            channels,
-            length,
-            stride,
-            *constants,
-        )
-        for i, (first, count, offset, length) in enumerate(parts)
-    ]
-    native.run_parallel(calls)
+    per_part = [] if sums is None else [native.PerPart(sums.data_ptr(), sums[0].nbytes), sums[0].numel()]
+    args = [t.data_ptr() for t in (*elements, *tables)] + per_part + [channels, stride, *constants]
+    native.run_parts(lib, f"{name}_parts", parts, args)
 
 
 def _flat_tables(*tables: Tensor) -> list[Tensor]:
@@ -822,7 +798,7 @@ def _native_forward(name: str, x: Tensor, offsets, stride: int, tables, constant
         return None
     lib, layout, xv, parts, channels = setup
     out = torch.empty_like(xv)
-    _native_run(getattr(lib, name), parts, channels, stride, (xv, out), tables, (), constants)
+    _native_run(lib, name, parts, channels, stride, (xv, out), tables, None, constants)
     return layout.restore(out)
 
 
@@ -840,7 +816,7 @@ def _native_backward(name: str, x: Tensor, grad: Tensor, offsets, stride: int, t
     # kernel's edge slots after its stride (ditac_lut.c, EDGE_SLOTS).
     shape = (len(parts), channels, stride + lib.ditac_edge_slots()) + ((2,) if pair else ())
     sums = torch.zeros(shape, dtype=torch.float64)
-    _native_run(getattr(lib, name), parts, channels, stride, (xv, gv, grad_x), tables, (sums,), constants)
+    _native_run(lib, name, parts, channels, stride, (xv, gv, grad_x), tables, sums, constants)
     return layout.restore(grad_x), sums.sum(0)[:, :stride].reshape(channels * stride, *shape[3:])
 
 

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "parallel.h"
+
 #define MAX_CELLS 256 /* the per-row tables live on the stack; actlab.cpab allows any cells >= 2 */
 
 int32_t cpab_max_cells(void) { return MAX_CELLS; }
@@ -183,21 +185,23 @@ static void grid_row(const double *theta, const double *vmap, const double *grid
     }
 }
 
-void cpab_grid(const double *theta, const double *vertex_map, const double *grid, double *displacement,
-               double *slope, double *weights, int32_t *first, int32_t *last, double *table, int64_t first_row,
-               int64_t count, int64_t size, int64_t cells) {
+/* Rows in parts (parallel.h): part i holds rows [parts[2i], parts[2i] + parts[2i + 1]). */
+void cpab_grid(const int64_t *parts, int64_t count, const double *theta, const double *vertex_map, const double *grid,
+               double *displacement, double *slope, double *weights, int32_t *first, int32_t *last, double *table,
+               int64_t size, int64_t cells) {
     const int64_t P = cells - 1, rows_per = 4 * cells + 2;
-    for (int64_t r = first_row; r < first_row + count; r++) {
+    FOR_EACH_PART(parts, count, 2, for (int64_t r = p[0]; r < p[0] + p[1]; r++) {
         grid_row(theta + r * P, vertex_map, grid, size, cells, displacement + r * size, slope ? slope + r * size : NULL,
                  weights ? weights + r * size * 6 : NULL, weights ? first + r * size : NULL,
                  weights ? last + r * size : NULL, weights ? table + r * rows_per * P : NULL);
-    }
+    });
 }
 
 /* JacobianTerms.contract: out[r] = Σ_j grad[r, j]·dT(u_j)/dθ, through the per-row sums of the
  * weighted table rows. */
-void cpab_contract(const double *grad, const double *weights, const int32_t *first, const int32_t *last,
-                   const double *table, double *out, int64_t first_row, int64_t count, int64_t size, int64_t cells) {
+static void contract_rows(const double *grad, const double *weights, const int32_t *first, const int32_t *last,
+                          const double *table, double *out, int64_t first_row, int64_t count, int64_t size,
+                          int64_t cells) {
     const int64_t P = cells - 1, K = 4 * cells + 2;
     const int64_t base_b = cells, base_right = 2 * cells, base_left = 3 * cells + 1;
     double per_row[4 * MAX_CELLS + 2];
@@ -223,4 +227,10 @@ void cpab_contract(const double *grad, const double *weights, const int32_t *fir
             out[r * P + p] = s;
         }
     }
+}
+
+void cpab_contract(const int64_t *parts, int64_t count, const double *grad, const double *weights,
+                   const int32_t *first, const int32_t *last, const double *table, double *out, int64_t size,
+                   int64_t cells) {
+    FOR_EACH_PART(parts, count, 2, contract_rows(grad, weights, first, last, table, out, p[0], p[1], size, cells));
 }

@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "parallel.h"
+
 /* e^x for x <= 0, to float32 precision; 0 below -87 (where the float32 result is at most 1.7e-38).
  * Cody-Waite reduction x = n·ln2 + r, |r| <= ln2/2, and a degree-6 polynomial for e^r. */
 static inline float exp_nonpositive(float x) {
@@ -73,7 +75,7 @@ static inline void load_pair(const float *p, float *first, float *second) {
     memcpy(second, &high, sizeof *second);
 }
 
-void ditac_linear_forward(const float *restrict x, float *restrict out, const float *restrict values, int64_t first,
+static void ditac_linear_forward(const float *restrict x, float *restrict out, const float *restrict values, int64_t first,
                           int64_t runs, int64_t channels, int64_t inner, int64_t stride, float scale, float shift,
                           float top) {
     for (int64_t r = first; r < first + runs; r++) {
@@ -152,7 +154,7 @@ __attribute__((noinline)) static void linear_backward_block(const float *restric
     }
 }
 
-void ditac_linear_backward(const float *restrict x, const float *restrict grad, float *restrict grad_x,
+static void ditac_linear_backward(const float *restrict x, const float *restrict grad, float *restrict grad_x,
                            const float *restrict steps, double *restrict grad_tables, int64_t first, int64_t runs,
                            int64_t channels, int64_t inner, int64_t stride, float scale, float shift, float top,
                            int32_t need_table) {
@@ -201,7 +203,7 @@ static inline int32_t nearest_point(float xi, float scale, float shift, float to
     return (int32_t)*r;
 }
 
-void ditac_nearest_forward(const float *restrict x, float *restrict out, const float *restrict table,
+static void ditac_nearest_forward(const float *restrict x, float *restrict out, const float *restrict table,
                            int64_t first, int64_t runs, int64_t channels, int64_t inner, int64_t stride,
                            float scale, float shift, float top, float lo, float hi) {
     for (int64_t r = first; r < first + runs; r++) {
@@ -247,7 +249,7 @@ __attribute__((noinline)) static void nearest_backward_block(const float *restri
     }
 }
 
-void ditac_nearest_backward(const float *restrict x, const float *restrict grad, float *restrict grad_x,
+static void ditac_nearest_backward(const float *restrict x, const float *restrict grad, float *restrict grad_x,
                             const float *restrict pairs, double *restrict grad_table,
                             int64_t first, int64_t runs, int64_t channels, int64_t inner, int64_t stride,
                             float scale, float shift, float top, float lo, float hi, int32_t need_table) {
@@ -271,4 +273,39 @@ void ditac_nearest_backward(const float *restrict x, const float *restrict grad,
             }
         }
     }
+}
+
+/* The parallel entry points (parallel.h): the parts, then the arguments of the kernel without its
+ * run layout, the per-part table sums as one array of parts × sums_per_part. */
+void ditac_linear_forward_parts(const int64_t *parts, int64_t count, const float *x, float *out, const float *values,
+                                int64_t channels, int64_t stride, float scale, float shift, float top) {
+    FOR_EACH_PART(parts, count, 4,
+                  ditac_linear_forward(x + p[2], out + p[2], values, p[0], p[1], channels, p[3], stride, scale, shift,
+                                       top));
+}
+
+void ditac_linear_backward_parts(const int64_t *parts, int64_t count, const float *x, const float *grad,
+                                 float *grad_x, const float *steps, double *grad_tables, int64_t sums_per_part,
+                                 int64_t channels, int64_t stride, float scale, float shift, float top,
+                                 int32_t need_table) {
+    FOR_EACH_PART(parts, count, 4,
+                  ditac_linear_backward(x + p[2], grad + p[2], grad_x + p[2], steps, grad_tables + i * sums_per_part,
+                                        p[0], p[1], channels, p[3], stride, scale, shift, top, need_table));
+}
+
+void ditac_nearest_forward_parts(const int64_t *parts, int64_t count, const float *x, float *out, const float *table,
+                                 int64_t channels, int64_t stride, float scale, float shift, float top, float lo,
+                                 float hi) {
+    FOR_EACH_PART(parts, count, 4,
+                  ditac_nearest_forward(x + p[2], out + p[2], table, p[0], p[1], channels, p[3], stride, scale, shift,
+                                        top, lo, hi));
+}
+
+void ditac_nearest_backward_parts(const int64_t *parts, int64_t count, const float *x, const float *grad,
+                                  float *grad_x, const float *pairs, double *grad_table, int64_t sums_per_part,
+                                  int64_t channels, int64_t stride, float scale, float shift, float top, float lo,
+                                  float hi, int32_t need_table) {
+    FOR_EACH_PART(parts, count, 4,
+                  ditac_nearest_backward(x + p[2], grad + p[2], grad_x + p[2], pairs, grad_table + i * sums_per_part,
+                                         p[0], p[1], channels, p[3], stride, scale, shift, top, lo, hi, need_table));
 }
