@@ -902,6 +902,14 @@ def test_native_grid_tables_propagate_nan_and_leave_large_tessellations_to_torch
     limit = ditac_module._native_library("cpab_grid").cpab_max_cells()
     beyond = torch.zeros(1, limit, dtype=torch.float64)  # cells = limit + 1
     assert ditac_module._native_grid(beyond, torch.eye(limit, dtype=torch.float64), 8, False, False) is None
+    # a DiTAC that large builds its tables with torch and contracts them with torch too
+    m = actlab.DiTAC(cells=limit + 1, init="identity")
+    m.backend = "fused"
+    x = torch.linspace(-1, 3, 50, requires_grad=True)
+    m(x).sum().backward()
+    assert m.theta.grad.isfinite().all() and m.theta.grad.abs().sum() > 0
+    terms = ditac_module._on_grid(beyond, torch.eye(limit, dtype=torch.float64), 8, jacobian=True)[2]
+    assert ditac_module._native_contract(list(terms), torch.ones(1, 8, dtype=torch.float64)) is None
 
 
 def test_native_grid_tables_threads_split_the_rows_without_changing_the_result():

@@ -726,12 +726,12 @@ def _native_contract(terms: list[Tensor], grad: Tensor) -> Tensor | None:
     if weights.device.type != "cpu" or weights.dtype != torch.float64 or rows_table.shape[0] != weights.shape[0]:
         return None
     lib = _native_library("cpab_grid")
-    if lib is None:
+    cells = (rows_table.shape[1] - 2) // 4
+    if lib is None or cells > lib.cpab_max_cells():  # (terms from the torch code: any cells)
         return None
     from ..kernels import native
 
     rows, size = first.shape
-    cells = (rows_table.shape[1] - 2) // 4
     grad64 = grad.detach().to(torch.float64).contiguous()
     out = torch.empty(rows, cells - 1, dtype=torch.float64)
     inputs = [t.contiguous() for t in (weights, first, last, rows_table)]

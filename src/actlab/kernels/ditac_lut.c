@@ -13,11 +13,12 @@
  *
  * The inputs arrive in the canonical "rows" shape (outer, channels, inner), contiguous, as runs of
  * ``inner`` elements: run r belongs to channel r mod channels, which reads its tables at
- * channel·stride ("shared" is one channel). A call covers runs [first, first + runs), so that
- * threads can split the work. Table gradients are summed in double precision into the caller's
- * (per-thread) tables, each channel's stride + EDGE_SLOTS long (below); the linear LUT's as
- * interleaved (values, steps) pairs. Arguments: the per-element arrays (x, then grad, then the
- * output), the tables, the table sums, the run layout, then the constants.
+ * channel·stride ("shared" is one channel). A part covers runs [first, first + runs), or (one run
+ * split between threads) a range of its elements; the ``*_parts`` entry points at the end run a
+ * call's parts (parallel.h). Table gradients are summed in double precision into per-part tables,
+ * each channel's stride + EDGE_SLOTS long (below); the linear LUT's as interleaved (values, steps)
+ * pairs. Arguments: the per-element arrays (x, then grad, then the output), the tables, the table
+ * sums, the run layout, then the constants.
  */
 #include <stdint.h>
 #include <string.h>
