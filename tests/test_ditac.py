@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import ctypes
 import math
+import os
+import signal
 import warnings
 
 import numpy as np
@@ -1003,6 +1005,33 @@ def test_native_kernels_use_torchs_openmp_runtime_and_fall_back_without_one(monk
     monkeypatch.setattr(native, "_openmp_flags", lambda: ("-fno-such-openmp-flag",))
     path, openmp = native._build("cpab_grid")
     assert not openmp and path.exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_native_kernels_run_in_a_forked_child_with_one_thread():
+    # A DataLoader worker: forked after the parent ran the kernels on two threads (OpenMP or the
+    # pool), it sets one thread, as torch's workers do (with more, torch's own OpenMP operations
+    # hang in a forked child too), and must run the kernels and give the parent's results.
+    torch.manual_seed(47)
+    m = actlab.DiTAC()
+    m.backend = "compiled"
+    x, gy = torch.randn(3000), torch.randn(3000)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        expected = _values_and_grads(m, x, gy)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            signal.alarm(60)  # a hang fails the test instead of stalling the run
+            torch.set_num_threads(1)
+            got = _values_and_grads(m, x, gy)
+            ok = torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+            ok = ok and torch.allclose(got[2], expected[2], atol=1e-6, rtol=1e-6)
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        torch.set_num_threads(previous)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
 
 
 @pytest.mark.parametrize("openmp", [False, True])

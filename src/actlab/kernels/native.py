@@ -14,8 +14,10 @@ A call's work is split into ``torch.get_num_threads()`` parts (:func:`split`). W
 GNU OpenMP (Linux), the kernels are built with ``-fopenmp`` and bind to torch's own libgomp, so
 one call runs the parts on torch's OpenMP threads (:func:`run_parts`): threads of actlab's own
 would compete for the cores with torch's workers, which spin for a while after each parallel
-torch operation (a kernel ran 1.7-2x slower after one). Elsewhere the parts run on a pool of
-Python threads (ctypes releases the GIL for the duration of a foreign call).
+torch operation (a kernel ran 1.7-2x slower after one). In a forked child they then need one
+thread, as torch's own operations do (libgomp's team does not survive a fork; DataLoader workers
+set one thread). Elsewhere the parts run on a pool of Python threads (ctypes releases the GIL for
+the duration of a foreign call), renewed after a fork.
 """
 
 from __future__ import annotations
