@@ -76,7 +76,14 @@ def test_exact_mode_matches_rk4_oracle():
 
 def test_identity_init_is_gelu():
     x = torch.randn(1000) * 3
-    assert torch.equal(_module("lut", dtype=torch.float32, init="identity")(x), F.gelu(x))
+    m = _module("lut", dtype=torch.float32, init="identity")
+    m.backend = "fused"  # the eager path: F.gelu itself, bitwise
+    assert torch.equal(m(x), F.gelu(x))
+    m.backend = None  # "auto": the C kernels compute GELU themselves, to float32 rounding
+    x = torch.cat([x, torch.linspace(-10, 10, 20001)])
+    truth = F.gelu(x.double())
+    assert (m(x).double() - truth).abs().max() < 1e-6
+    assert (m(x).double() - truth).abs().max() <= (F.gelu(x).double() - truth).abs().max()
     torch.testing.assert_close(
         _module("exact", dtype=torch.float32, init="identity")(x), F.gelu(x), atol=1e-6, rtol=1e-6
     )
@@ -390,8 +397,8 @@ def test_eval_cache_is_reused_and_invalidated(monkeypatch):
     assert not torch.equal(y1, y2) and torch.equal(y2, fresh_output())
     # load_state_dict
     m.load_state_dict({**m.state_dict(), "theta": torch.zeros_like(m.theta)})
-    with torch.no_grad():
-        assert torch.equal(m(x), F.gelu(x))
+    with torch.no_grad():  # GELU again (the C kernels: to float32 rounding), not a stale table
+        torch.testing.assert_close(m(x), F.gelu(x), atol=1e-6, rtol=0)
     # .to(): dtype change
     m.load_state_dict({**m.state_dict(), "theta": torch.randn_like(m.theta)})
     m.double()
@@ -1005,6 +1012,33 @@ def test_native_kernels_use_torchs_openmp_runtime_and_fall_back_without_one(monk
     monkeypatch.setattr(native, "_openmp_flags", lambda: ("-fno-such-openmp-flag",))
     path, openmp = native._build("cpab_grid")
     assert not openmp and path.exists()
+
+
+@pytest.mark.parametrize("interp", ["linear", "nearest"])
+def test_auto_takes_the_native_kernels_below_the_compile_threshold(monkeypatch, interp):
+    # They compile nothing per shape, so "auto" runs them for float32 CPU inputs of any size; the
+    # eager blocks stay for float64 and for an explicit "fused".
+    _without_inductor(monkeypatch)
+    eager = []
+    names = [f"_{interp}_forward", f"_{interp}_backward"]
+    for name in names:
+        original = getattr(ditac_module, name)
+        monkeypatch.setattr(ditac_module, name, lambda *a, _f=original, _n=name: eager.append(_n) or _f(*a))
+    torch.manual_seed(48)
+    m = actlab.DiTAC(lut_interp=interp, num_parameters=3)
+    x, gy = torch.randn(2, 3, 40), torch.randn(2, 3, 40)
+    assert x.numel() < dispatch.COMPILE_THRESHOLD
+    got = _values_and_grads(m, x, gy)
+    assert eager == []  # the C kernels ran
+    m.backend = "reference"
+    for g, e in zip(got, _values_and_grads(m, x, gy)):
+        torch.testing.assert_close(g, e, atol=2e-6, rtol=2e-6)
+    m.backend = "fused"
+    _values_and_grads(m, x, gy)
+    assert eager == names
+    m.backend = None
+    _values_and_grads(m.double(), x.double(), gy.double())
+    assert eager == names * 2
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
