@@ -967,6 +967,30 @@ def test_reference_backend_builds_its_tables_with_torch_and_the_others_with_the_
         assert torch.equal(m(x), expected_eval) and len(calls) == 3
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_eager_grid_tables_skip_the_custom_op_and_agree_with_it(monkeypatch, native):
+    vmap = torch.tensor(cpab.vertex_map(6))
+    theta = torch.randn(2, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(6)).requires_grad_()
+    grad = torch.randn(2, 33, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    outputs = ditac_module._grid_tables_op(theta, vmap, 33, True, True, native)
+    (expected,) = torch.autograd.grad(outputs[0], theta, grad)
+    op = ditac_module._grid_tables_op
+    monkeypatch.setattr(ditac_module, "_grid_tables_op", lambda *a: pytest.fail("the op ran in eager code"))
+    displacement, slope = ditac_module.grid_tables(theta, vmap, 33, torch.float64, native=native)
+    assert torch.equal(displacement, outputs[0]) and torch.equal(slope, outputs[1])
+    assert not slope.requires_grad
+    (got,) = torch.autograd.grad(displacement, theta, grad)
+    torch.testing.assert_close(got, expected, atol=1e-13, rtol=0)
+    # second derivatives (create_graph) go through the closed form, as with the op
+    (first,) = torch.autograd.grad(
+        ditac_module.grid_tables(theta, vmap, 33, torch.float64)[0], theta, grad, create_graph=True
+    )
+    (second,) = torch.autograd.grad(first.sum(), theta)
+    outputs = op(theta, vmap, 33, False, True, True)
+    (first_op,) = torch.autograd.grad(outputs[0], theta, grad, create_graph=True)
+    torch.testing.assert_close(second, torch.autograd.grad(first_op.sum(), theta)[0])
+
+
 def test_grid_contract_custom_op_passes_opcheck():
     vmap = torch.tensor(cpab.vertex_map(5))
     theta = torch.randn(2, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
