@@ -77,8 +77,8 @@ static inline void load_pair(const float *p, float *first, float *second) {
 }
 
 static void ditac_linear_forward(const float *restrict x, float *restrict out, const float *restrict values, int64_t first,
-                          int64_t runs, int64_t channels, int64_t inner, int64_t stride, float scale, float shift,
-                          float top) {
+                                 int64_t runs, int64_t channels, int64_t inner, int64_t stride, float scale, float shift,
+                                 float top) {
     for (int64_t r = first; r < first + runs; r++) {
         const float *restrict vc = values + (r % channels) * stride;
         const float *restrict xb = x + r * inner;
@@ -156,9 +156,9 @@ __attribute__((noinline)) static void linear_backward_block(const float *restric
 }
 
 static void ditac_linear_backward(const float *restrict x, const float *restrict grad, float *restrict grad_x,
-                           const float *restrict steps, double *restrict grad_tables, int64_t first, int64_t runs,
-                           int64_t channels, int64_t inner, int64_t stride, float scale, float shift, float top,
-                           int32_t need_table) {
+                                  const float *restrict steps, double *restrict grad_tables, int64_t first, int64_t runs,
+                                  int64_t channels, int64_t inner, int64_t stride, float scale, float shift, float top,
+                                  int32_t need_table) {
     int32_t index[BLOCK];
     float weighted[BLOCK];
     const int32_t below = (int32_t)stride, above = below + LANES;
@@ -205,8 +205,8 @@ static inline int32_t nearest_point(float xi, float scale, float shift, float to
 }
 
 static void ditac_nearest_forward(const float *restrict x, float *restrict out, const float *restrict table,
-                           int64_t first, int64_t runs, int64_t channels, int64_t inner, int64_t stride,
-                           float scale, float shift, float top, float lo, float hi) {
+                                  int64_t first, int64_t runs, int64_t channels, int64_t inner, int64_t stride,
+                                  float scale, float shift, float top, float lo, float hi) {
     for (int64_t r = first; r < first + runs; r++) {
         const float *restrict tc = table + (r % channels) * stride;
         const float *restrict xb = x + r * inner;
@@ -251,9 +251,9 @@ __attribute__((noinline)) static void nearest_backward_block(const float *restri
 }
 
 static void ditac_nearest_backward(const float *restrict x, const float *restrict grad, float *restrict grad_x,
-                            const float *restrict pairs, double *restrict grad_table,
-                            int64_t first, int64_t runs, int64_t channels, int64_t inner, int64_t stride,
-                            float scale, float shift, float top, float lo, float hi, int32_t need_table) {
+                                   const float *restrict pairs, double *restrict grad_table,
+                                   int64_t first, int64_t runs, int64_t channels, int64_t inner, int64_t stride,
+                                   float scale, float shift, float top, float lo, float hi, int32_t need_table) {
     int32_t index[BLOCK];
     float weighted[BLOCK];
     for (int64_t r = first; r < first + runs; r++) {
