@@ -76,6 +76,12 @@ static inline void load_pair(const float *p, float *first, float *second) {
     memcpy(second, &high, sizeof *second);
 }
 
+/* A grid coordinate clamped to [0, top]; NaN fails the first test and lands on 0. */
+static inline float clamp_to_grid(float s, float top) {
+    s = s > 0.0f ? s : 0.0f;
+    return s < top ? s : top;
+}
+
 static void ditac_linear_forward(const float *restrict x, float *restrict out, const float *restrict values, int64_t first,
                                  int64_t runs, int64_t channels, int64_t inner, int64_t stride, float scale, float shift,
                                  float top) {
@@ -86,9 +92,7 @@ static void ditac_linear_forward(const float *restrict x, float *restrict out, c
 #pragma GCC ivdep
         for (int64_t i = 0; i < inner; i++) {
             float xi = xb[i];
-            float s = xi * scale + shift;
-            s = s > 0.0f ? s : 0.0f; /* NaN fails the test and lands on 0 */
-            s = s < top ? s : top;
+            float s = clamp_to_grid(xi * scale + shift, top);
             int32_t k = (int32_t)s;
             float w = s - (float)k;
             float gaussian;
@@ -142,8 +146,7 @@ __attribute__((noinline)) static void linear_backward_block(const float *restric
     for (int64_t i = 0; i < m; i++) {
         float xi = xb[i], gi = gb[i];
         float s0 = xi * scale + shift;
-        float s = s0 > 0.0f ? s0 : 0.0f;
-        s = s < top ? s : top;
+        float s = clamp_to_grid(s0, top);
         int32_t k = (int32_t)s;
         float gaussian;
         float cdf = 0.5f + 0.5f * erf_and_gaussian(xi * SQRT1_2, &gaussian);
@@ -197,9 +200,7 @@ static void ditac_linear_backward(const float *restrict x, const float *restrict
  * d/dD[r] += g·Φ(x)·(b - a) on [a, b]. Here ``top`` is size - 1 and the tables are not padded;
  * the backward reads D and the slope as interleaved (D[r], slope[r]) pairs. */
 static inline int32_t nearest_point(float xi, float scale, float shift, float top, float *r) {
-    float s = xi * scale + shift;
-    s = s > 0.0f ? s : 0.0f;
-    s = s < top ? s : top;
+    float s = clamp_to_grid(xi * scale + shift, top);
     *r = __builtin_rintf(s); /* the current rounding mode: to nearest, ties to even (torch.round) */
     return (int32_t)*r;
 }
