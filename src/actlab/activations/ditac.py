@@ -241,13 +241,12 @@ def _grid_tables_backward(ctx, grad_displacement: Tensor, *_):
         raise RuntimeError(
             "ditac_grid_tables: the Jacobian was not computed (jacobian=False) but a gradient reached it"
         )
-    grad_theta = None
-    if ctx.native:  # traced backward graphs: the contraction as an op (below)
-        grad_theta = (
-            _native_contract(terms, grad_displacement) if ctx.eager else _contract_op(*terms, grad_displacement)
-        )
-    if grad_theta is None:
+    if not ctx.native:
         grad_theta = cpab.JacobianTerms(*terms).contract(grad_displacement)
+    elif ctx.eager:
+        grad_theta = _contract(terms, grad_displacement)
+    else:  # traced backward graphs: the contraction as an op (below)
+        grad_theta = _contract_op(*terms, grad_displacement)
     return grad_theta.to(theta.dtype), None, None, None, None, None
 
 
@@ -269,12 +268,16 @@ class _GridTables(torch.autograd.Function):
 
 # The contraction by the C kernel is an op of its own, so that traced backward graphs (AOT
 # autograd) hold one opaque call rather than the kernel's pointer arithmetic on fake tensors.
-@torch.library.custom_op("actlab::ditac_grid_contract", mutates_args=())
-def _contract_op(weights: Tensor, first: Tensor, last: Tensor, rows: Tensor, grad: Tensor) -> Tensor:
+def _contract(terms, grad: Tensor) -> Tensor:
     """:meth:`cpab.JacobianTerms.contract` of ``grad``, by the C kernel where it applies."""
-    terms = (weights, first, last, rows)
     out = _native_contract(terms, grad)
     return cpab.JacobianTerms(*terms).contract(grad) if out is None else out
+
+
+@torch.library.custom_op("actlab::ditac_grid_contract", mutates_args=())
+def _contract_op(weights: Tensor, first: Tensor, last: Tensor, rows: Tensor, grad: Tensor) -> Tensor:
+    """:func:`_contract` as an op."""
+    return _contract((weights, first, last, rows), grad)
 
 
 @_contract_op.register_fake
