@@ -35,15 +35,16 @@ def srs_op():
 
 
 def test_auto_on_cpu_is_fused_below_the_threshold_and_compiled_above(srs_op, monkeypatch):
+    # float64: float32 takes the native kernels at every size (tests/test_native_kernels.py)
     monkeypatch.setattr(dispatch, "COMPILE_THRESHOLD", 1000)
     monkeypatch.setattr(dispatch, "_disabled", {})
-    assert dispatch.choose(srs_op, torch.empty(999), "auto") == "fused"
-    assert dispatch.choose(srs_op, torch.empty(1000), "auto") == "compiled"
+    assert dispatch.choose(srs_op, torch.empty(999, dtype=torch.float64), "auto") == "fused"
+    assert dispatch.choose(srs_op, torch.empty(1000, dtype=torch.float64), "auto") == "compiled"
 
 
 def test_auto_does_not_choose_a_backend_that_failed_to_build(srs_op, monkeypatch):
     monkeypatch.setattr(dispatch, "COMPILE_THRESHOLD", 0)
-    monkeypatch.setattr(dispatch, "_disabled", {"compiled": "no compiler"})
+    monkeypatch.setattr(dispatch, "_disabled", {"compiled": "no compiler", "native": "no compiler"})
     assert dispatch.choose(srs_op, torch.empty(10), "auto") == "fused"
 
 
@@ -52,6 +53,7 @@ def test_explicit_backends_are_honoured_and_reference_is_always_reference(srs_op
     assert dispatch.choose(srs_op, x, "reference") == "reference"
     assert dispatch.choose(srs_op, x, "fused") == "fused"
     assert dispatch.choose(srs_op, x, "compiled") == "compiled"
+    assert dispatch.choose(srs_op, x, "native") == "native"
 
 
 def test_under_export_auto_is_the_reference_and_fast_paths_are_the_fused_function(srs_op, monkeypatch):
@@ -65,7 +67,7 @@ def test_inside_torch_compile_every_fast_path_is_the_fused_function(srs_op, monk
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     monkeypatch.setattr(dispatch, "COMPILE_THRESHOLD", 0)
     x = torch.empty(1 << 20)
-    for backend in ("auto", "fused", "compiled", "triton"):
+    for backend in ("auto", "fused", "compiled", "native", "triton"):
         assert dispatch.choose(srs_op, x, backend) == "fused"
 
 
@@ -97,11 +99,11 @@ def test_triton_rejects_float64_and_ops_without_triton_math(srs_op, monkeypatch)
 
 def test_backend_names_are_accepted_globally_and_per_module():
     m = actlab.Serf()
-    for name in ("compiled", "triton", "fused", "auto", "reference"):
+    for name in ("compiled", "native", "triton", "fused", "auto", "reference"):
         m.backend = name
         with actlab.set_backend(name):
             assert actlab.get_backend() == name
-    with pytest.raises(ValueError, match="choose one of: auto, reference, fused, compiled, triton"):
+    with pytest.raises(ValueError, match="choose one of: auto, reference, fused, compiled, native, triton"):
         m.backend = "cuda"
 
 

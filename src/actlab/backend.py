@@ -11,6 +11,10 @@
     The same Function with its forward and backward compiled by inductor
     (``torch.compile``): one loop over memory each, C++/OpenMP on CPU, Triton on
     CUDA. Compiled lazily on first use, per op, dtype and layout.
+``"native"``
+    actlab's own C kernels (CPU, float32; elementwise activations and DiTAC's
+    LUT), built with the system's C compiler at first use: every
+    transcendental function inlined, so that the whole loop is vectorised.
 ``"triton"``
     Hand-written Triton kernels (CUDA tensors only; float32, float16, bfloat16).
 ``"auto"`` (default)
@@ -32,7 +36,7 @@ import contextlib
 
 __all__ = ["BACKENDS", "set_backend", "get_backend", "check_backend"]
 
-BACKENDS = ("auto", "reference", "fused", "compiled", "triton")
+BACKENDS = ("auto", "reference", "fused", "compiled", "native", "triton")
 
 _backend = "auto"
 

@@ -12,6 +12,11 @@ An activation family describes its math once, as an :class:`ElementwiseOp`:
     differentiate it (the reference must keep each autograd branch finite, which
     can cost extra transcendentals; the value alone often needs fewer).
 
+``native``, ``native_constants`` (optional)
+    the name of the C file (``actlab/kernels/<native>.c``) with the op's native CPU
+    kernels (:mod:`actlab.kernels.native_elementwise`), and the constants they read
+    (e.g. fitted coefficients), in the order the C code expects them.
+
 ``cpu_vectors`` (optional, default 4)
     how many SIMD vectors each iteration of the inductor-compiled float32 CPU
     loops processes (see :mod:`actlab.kernels.compiled`): more independent work
@@ -27,8 +32,10 @@ the reference (autograd through ``forward``) and a fused
 (``value``, else ``forward``), saves only ``x`` and the parameters and
 recomputes the derivatives in backward, reducing the parameter gradients to the
 parameters' (shared or per-channel) shape with ``sum_to_size``. The faster
-kernels of :mod:`actlab.kernels` (inductor-compiled and Triton) are built from
-the same two functions and chosen per call by :mod:`actlab.kernels.dispatch`.
+kernels of :mod:`actlab.kernels` are chosen per call by
+:mod:`actlab.kernels.dispatch`: inductor's are compiled from the same two
+functions; the native C kernels (CPU, float32) and the Triton kernels (CUDA)
+restate the math, and the tests hold them against the reference.
 
 Every path computes in float32 at least: half-precision inputs are upcast inside
 the op and the result is cast back, which keeps exp/erf/softplus stable under
@@ -70,6 +77,8 @@ class ElementwiseOp:
     forward: Callable[..., Tensor]
     derivatives: Callable[..., Sequence[Tensor]]
     value: Callable[..., Tensor] | None = None
+    native: str | None = None
+    native_constants: tuple[float, ...] = ()
     cpu_vectors: int = 4
     function: type = field(init=False, repr=False)
 

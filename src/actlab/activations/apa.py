@@ -85,10 +85,20 @@ def _aglu_derivatives(z, lam, kappa):
 # The references go through torch's softplus; the fused paths' values through the
 # cheaper series form (see actlab._math.log1p_of_unit).
 APA_OP = ElementwiseOp(
-    "apa", ("lam", "kappa"), _apa_value(softplus), _apa_derivatives, value=_apa_value(softplus_by_series)
+    "apa",
+    ("lam", "kappa"),
+    _apa_value(softplus),
+    _apa_derivatives,
+    value=_apa_value(softplus_by_series),
+    native="elementwise_apa",
 )
 AGLU_OP = ElementwiseOp(
-    "aglu", ("lam", "kappa"), _aglu_value(softplus), _aglu_derivatives, value=_aglu_value(softplus_by_series)
+    "aglu",
+    ("lam", "kappa"),
+    _aglu_value(softplus),
+    _aglu_derivatives,
+    value=_aglu_value(softplus_by_series),
+    native="elementwise_apa",
 )
 
 _PARAMS = (Param("lam", 1.0, Positive(1e-4)), Param("kappa", 1.0, Real()))

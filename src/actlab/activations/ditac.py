@@ -791,25 +791,17 @@ def _native_plan(x: Tensor, offsets: Tensor | None):
     return None
 
 
-def _native_parts(runs: int, inner: int) -> list[tuple[int, int, int, int]]:
-    """(first run, runs, element offset, elements per run) for each thread's call."""
-    from ..kernels import native
-
-    threads = torch.get_num_threads()
-    if runs == 1:  # one run (shared tables): split its elements
-        return [(0, 1, start, length) for start, length in native.split(inner, threads)]
-    return [(first, count, 0, inner) for first, count in native.split(runs, threads)]
-
-
 def _native_setup(x: Tensor, offsets: Tensor | None):
     """(library, layout, canonical view of x, the threads' parts, channels), or None where the
     native kernels do not apply or cannot be built."""
+    from ..kernels import native
+
     planned = _native_plan(x, offsets)
     lib = None if planned is None else _native_library()
     if lib is None:
         return None
     layout, runs, channels, inner = planned
-    return lib, layout, layout.view(x.detach()), _native_parts(runs, inner), channels
+    return lib, layout, layout.view(x.detach()), native.element_parts(runs, inner), channels
 
 
 def _native_applies(x: Tensor, offsets: Tensor | None) -> bool:
@@ -1114,9 +1106,14 @@ def _apply(
     if tables is None:
         native = requested != "reference"  # the reference is torch code throughout
         tables = lut_tables(theta, vertex_map, lo, hi, lut_size, lut_interp, dtype, native)
-    path = dispatch.choose("ditac", x, requested)
+    path = dispatch.choose("ditac", x, requested, native=True)
     stride = lut_size + 2 if lut_interp == "linear" else lut_size
     offsets = _channel_offsets(x, rows, stride, channel_dim)
+    if path == "native" and not _native_applies(xc, offsets):
+        raise ValueError(
+            "ditac: backend='native' cannot take this input (its C kernels need contiguous channel runs: "
+            "shared θ, or channels not last in memory) or could not be built; use backend='auto'"
+        )
     if path == "fused" and requested == "auto" and _native_applies(xc, offsets):
         # The C kernels compile nothing per shape (one build per machine), and they beat the
         # eager blocks at every size measured (4,096 elements: 0.51 against 0.66 ms per training

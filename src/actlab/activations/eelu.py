@@ -78,6 +78,11 @@ def _derivatives(x: Tensor) -> tuple[Tensor]:
     return (-erf_w + x.clamp(_SATURATION, _NEGLIGIBLE) * (_TWO_OVER_SQRT_PI * w * gaussian),)
 
 
+#: Degrees of A, B, P and F: the lowest at which float32 evaluation reaches its floor
+#: (tests/test_fitted_polynomials.py); the C kernels know them too (their constants check it).
+_DEGREES = (8, 9, 14, 16)
+
+
 def _fit() -> FittedGate:
     import numpy as np
 
@@ -87,9 +92,8 @@ def _fit() -> FittedGate:
     def slope(u):  # (2/√π)·e^u·e^{-e^{2u}}
         return _TWO_OVER_SQRT_PI * np.exp(u - np.exp(2 * u))
 
-    # Above u = ln 4.5, erf(e^u) = 1 - 2e-10 and u·(its derivative) < 2e-8. Degrees: the lowest
-    # at which float32 evaluation reaches its floor (tests/test_fitted_polynomials.py).
-    return FittedGate.fit(gate, slope, end=math.log(4.5), degrees=(8, 9, 14, 16))
+    # Above u = ln 4.5, erf(e^u) = 1 - 2e-10 and u·(its derivative) < 2e-8.
+    return FittedGate.fit(gate, slope, end=math.log(4.5), degrees=_DEGREES)
 
 
 #: The CPU kernels' polynomials (module docstring), in u = -x, fitted at import (a few
@@ -97,7 +101,15 @@ def _fit() -> FittedGate:
 FITTED = _fit()
 
 
-EELU_OP = ElementwiseOp("eelu", (), _forward, _derivatives, value=_fast_value)
+EELU_OP = ElementwiseOp(
+    "eelu",
+    (),
+    _forward,
+    _derivatives,
+    value=_fast_value,
+    native="elementwise_eelu",
+    native_constants=FITTED.constants(degrees=_DEGREES),  # elementwise_eelu.c's EELU_COUNTS
+)
 
 
 def eelu(x: Tensor, *, backend: str | None = None) -> Tensor:

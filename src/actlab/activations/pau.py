@@ -112,6 +112,11 @@ def _scaled_parts(x: Tensor, m: int, n: int, params: Sequence[Tensor]):
     return mono, a, b, numerator, denominator
 
 
+# The degrees whose native CPU kernels kernels/elementwise_pau.c instantiates (PAU_KERNELS there):
+# the presets' and the default. An entry without its kernels there fails at the op's first native call.
+_NATIVE_DEGREES = ((3, 2), (4, 3), (5, 4), (6, 5))
+
+
 @functools.cache
 def pau_op(m: int, n: int) -> ElementwiseOp:
     """The :class:`ElementwiseOp` of a rational function of degrees (m, n)."""
@@ -133,7 +138,8 @@ def pau_op(m: int, n: int) -> ElementwiseOp:
     names = tuple(f"a{j}" for j in range(m + 1)) + tuple(f"b{k}" for k in range(1, n + 1))
     # Short Horner chains and m + n + 1 gradient accumulators: four vectors per loop
     # iteration run out of registers (backward 3.7 → 5.0 × SiLU on AVX-512), two do not.
-    return ElementwiseOp(f"pau_{m}_{n}", names, forward, derivatives, cpu_vectors=2)
+    native = "elementwise_pau" if (m, n) in _NATIVE_DEGREES else None
+    return ElementwiseOp(f"pau_{m}_{n}", names, forward, derivatives, native=native, cpu_vectors=2)
 
 
 @functools.cache

@@ -76,7 +76,12 @@ def _derivatives(x: Tensor, alpha: Tensor, sigma: Tensor):
 
 
 SAU_OP = ElementwiseOp(
-    "sau", ("alpha", "sigma"), _value(_tail_and_density), _derivatives, value=_value(_fast_tail_and_density)
+    "sau",
+    ("alpha", "sigma"),
+    _value(_tail_and_density),
+    _derivatives,
+    value=_value(_fast_tail_and_density),
+    native="elementwise_sau",
 )
 
 _PARAMS = (Param("alpha", 0.01, Real()), Param("sigma", 1.0, Positive(1e-4)))

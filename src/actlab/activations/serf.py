@@ -89,6 +89,11 @@ def _derivatives(x: Tensor) -> tuple[Tensor]:
     return (erf_sp + x.clamp(_NEGLIGIBLE, -_NEGLIGIBLE) * sigmoid * (_TWO_OVER_SQRT_PI * gaussian),)
 
 
+#: Degrees of A, B, P and F: the lowest at which float32 evaluation reaches its floor
+#: (tests/test_fitted_polynomials.py); the C kernels know them too (their constants check it).
+_DEGREES = (9, 9, 18, 18)
+
+
 def _fit() -> FittedGate:
     import numpy as np
 
@@ -99,9 +104,8 @@ def _fit() -> FittedGate:
         sp = np.logaddexp(0.0, u)
         return _TWO_OVER_SQRT_PI * np.exp(-sp * sp - np.logaddexp(0.0, -u))
 
-    # Above 4.5, erf(softplus(x)) = 1 - 2e-10 and x·(its derivative) < 1e-8. Degrees: the lowest
-    # at which float32 evaluation reaches its floor (tests/test_fitted_polynomials.py).
-    return FittedGate.fit(gate, slope, end=4.5, degrees=(9, 9, 18, 18))
+    # Above 4.5, erf(softplus(x)) = 1 - 2e-10 and x·(its derivative) < 1e-8.
+    return FittedGate.fit(gate, slope, end=4.5, degrees=_DEGREES)
 
 
 #: The CPU kernels' polynomials (module docstring), fitted at import (a few milliseconds of numpy)
@@ -109,7 +113,15 @@ def _fit() -> FittedGate:
 FITTED = _fit()
 
 
-SERF_OP = ElementwiseOp("serf", (), _reference_value, _derivatives, value=_fast_value)
+SERF_OP = ElementwiseOp(
+    "serf",
+    (),
+    _reference_value,
+    _derivatives,
+    value=_fast_value,
+    native="elementwise_serf",
+    native_constants=FITTED.constants(degrees=_DEGREES),  # elementwise_serf.c's SERF_COUNTS
+)
 
 
 def serf(x: Tensor, *, backend: str | None = None) -> Tensor:

@@ -81,7 +81,9 @@ def _derivatives(x, alpha, beta, gamma):
     return d_x, d_alpha, d_beta, d_gamma
 
 
-SQISH_OP = ElementwiseOp("sqish", ("alpha", "beta", "gamma"), _forward, _derivatives, value=_value)
+SQISH_OP = ElementwiseOp(
+    "sqish", ("alpha", "beta", "gamma"), _forward, _derivatives, value=_value, native="elementwise_sqish"
+)
 
 _PARAMS = (Param("alpha", 0.1, Real()), Param("beta", 1.0, Positive(1e-6)), Param("gamma", 1.0, Real()))
 

@@ -96,7 +96,7 @@ def _derivatives(x: Tensor, alpha: Tensor, beta: Tensor) -> tuple[Tensor, Tensor
     return d_x, d_alpha, d_beta
 
 
-SRS_OP = ElementwiseOp("srs", ("alpha", "beta"), _forward, _derivatives, value=_value)
+SRS_OP = ElementwiseOp("srs", ("alpha", "beta"), _forward, _derivatives, value=_value, native="elementwise_srs")
 
 _PARAMS = (
     Param("alpha", 2.0, Positive(1e-4)),

@@ -29,7 +29,7 @@ def _derivatives(x: Tensor, beta: Tensor):
     return s + beta * x * slope, x * (x * slope)
 
 
-SWISH_OP = ElementwiseOp("swish", ("beta",), _forward, _derivatives)
+SWISH_OP = ElementwiseOp("swish", ("beta",), _forward, _derivatives, native="elementwise_swish")
 _PARAMS = (Param("beta", 1.0, Real()),)
 
 

@@ -125,7 +125,9 @@ def _sym_derivatives(x, a, b):
     return dz_du, dz_da, dz_db
 
 
-ZORRO_OP = ElementwiseOp("zorro", ("a", "b"), _sym_value(_hump), _sym_derivatives, value=_sym_value(_fast_hump))
+ZORRO_OP = ElementwiseOp(
+    "zorro", ("a", "b"), _sym_value(_hump), _sym_derivatives, value=_sym_value(_fast_hump), native="elementwise_zorro"
+)
 
 # -- Asymmetric-Zorro (reconstruction) --------------------------------------------------
 
@@ -162,6 +164,7 @@ ZORRO_ASYMMETRIC_OP = ElementwiseOp(
     _asym_value(_hump),
     _asym_derivatives,
     value=_asym_value(_fast_hump),
+    native="elementwise_zorro",
 )
 
 # -- Sigmoid-Zorro: Z(slope·x + 1/2) -------------------------------------------------------
@@ -180,7 +183,12 @@ def _sigmoid_derivatives(x, slope, a, b):
 
 
 ZORRO_SIGMOID_OP = ElementwiseOp(
-    "zorro_sigmoid", ("slope", "a", "b"), _sigmoid_value(_hump), _sigmoid_derivatives, value=_sigmoid_value(_fast_hump)
+    "zorro_sigmoid",
+    ("slope", "a", "b"),
+    _sigmoid_value(_hump),
+    _sigmoid_derivatives,
+    value=_sigmoid_value(_fast_hump),
+    native="elementwise_zorro",
 )
 
 # -- Tanh-Zorro: 2·Z((slope·x + 1)/2) - 1 ---------------------------------------------------
@@ -199,7 +207,12 @@ def _tanh_derivatives(x, slope, a, b):
 
 
 ZORRO_TANH_OP = ElementwiseOp(
-    "zorro_tanh", ("slope", "a", "b"), _tanh_value(_hump), _tanh_derivatives, value=_tanh_value(_fast_hump)
+    "zorro_tanh",
+    ("slope", "a", "b"),
+    _tanh_value(_hump),
+    _tanh_derivatives,
+    value=_tanh_value(_fast_hump),
+    native="elementwise_zorro",
 )
 
 # -- Sloped-Zorro (reconstruction): Z(x) + slope·[x > 1]·(d - T(d)) ---------------------------
@@ -228,7 +241,12 @@ def _sloped_derivatives(x, a, b, slope):
 
 
 ZORRO_SLOPED_OP = ElementwiseOp(
-    "zorro_sloped", ("a", "b", "slope"), _sloped_value(_hump), _sloped_derivatives, value=_sloped_value(_fast_hump)
+    "zorro_sloped",
+    ("a", "b", "slope"),
+    _sloped_value(_hump),
+    _sloped_derivatives,
+    value=_sloped_value(_fast_hump),
+    native="elementwise_zorro",
 )
 
 # -- functional forms --------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""Fast paths for elementwise activations: compiled (inductor) and Triton kernels.
+"""Fast paths for elementwise activations: compiled (inductor), native (C) and Triton kernels.
 
 Nothing here is imported eagerly except :mod:`.dispatch` (which decides, per
-call, which path computes an activation); the compiler and Triton are touched
+call, which path computes an activation); the compilers and Triton are touched
 only when a kernel is first needed. See ``docs/performance.md``.
 """

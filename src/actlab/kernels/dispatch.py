@@ -16,16 +16,22 @@ The rule, applied on every call (nothing is decided at import):
    backend is the fused Function. Dynamo inlines it and inductor fuses it with
    its neighbours; compiled kernels are never nested in a compiled graph.
 5. Empty inputs take the fused path: there is nothing to compute.
-6. ``"fused"``, ``"compiled"`` and ``"triton"`` are honoured as asked
-   (``"triton"`` needs a CUDA tensor of float32/float16/bfloat16 and an op with
-   Triton math; anything else is a ``ValueError`` naming what to change).
+6. ``"fused"``, ``"compiled"``, ``"native"`` and ``"triton"`` are honoured as
+   asked (``"triton"`` needs a CUDA tensor of float32/float16/bfloat16 and an op
+   with Triton math, ``"native"`` a float32 CPU tensor and an op with C kernels;
+   anything else is a ``ValueError`` naming what to change).
 7. ``"auto"``:
 
+   * CPU, float32, an op with C kernels (:mod:`.native_elementwise`), at or
+     above :data:`NATIVE_THRESHOLD` elements: ``"native"`` (they compile
+     nothing per shape: one build per family and machine). Below it, the
+     fixed cost of a kernel call (about 60 µs more per training call than the
+     eager Function's) outweighs the work for the cheaper ops: ``"fused"``.
    * CUDA: ``"triton"`` when Triton is installed, the dtype is
      float32/float16/bfloat16 and the op has Triton math; otherwise
      ``"compiled"`` at or above :data:`COMPILE_THRESHOLD` elements; otherwise
      ``"fused"``.
-   * CPU: ``"compiled"`` at or above :data:`COMPILE_THRESHOLD` elements (where
+   * other CPU inputs: ``"compiled"`` at or above :data:`COMPILE_THRESHOLD` elements (where
      the speed-up repays the one-off compile, measured in
      ``docs/performance.md``), else ``"fused"``.
    * other devices: ``"fused"``.
@@ -66,6 +72,7 @@ __all__ = [
     "functorch_active",
     "transform_active",
     "COMPILE_THRESHOLD",
+    "NATIVE_THRESHOLD",
     "KernelUnavailable",
     "TRITON_DTYPES",
 ]
@@ -87,6 +94,10 @@ def _threshold_from_env(default: int) -> int:
 #: calls (15-350 at 2^22); at 2^18 the cheaper ones need over 6,000, and below
 #: 2^16 the compiled call is not faster at all. The lab's small models stay eager.
 COMPILE_THRESHOLD: int = _threshold_from_env(1 << 20)
+
+#: float32 CPU inputs with at least this many elements take the native C kernels under ``"auto"``
+#: (see :func:`choose`; measured in docs/performance.md, *Native C kernels*).
+NATIVE_THRESHOLD: int = 1 << 14
 
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -141,6 +152,27 @@ def _has_triton_math(op: ElementwiseOp) -> bool:
 
 def _triton_usable(op: ElementwiseOp, x: Tensor) -> bool:
     return "triton" not in _disabled and x.dtype in TRITON_DTYPES and _triton_installed_now() and _has_triton_math(op)
+
+
+def _native_usable(op: ElementwiseOp, x: Tensor) -> bool:
+    from . import native_elementwise
+
+    return "native" not in _disabled and native_elementwise.supports(op, x)
+
+
+def _check_native_request(op: ElementwiseOp | str, x: Tensor, native: bool) -> None:
+    name = op if isinstance(op, str) else op.name
+    if not (native if isinstance(op, str) else op.native is not None):
+        raise ValueError(f"{name}: no native C kernels for this activation; use backend='compiled' (inductor) instead")
+    if x.device.type != "cpu":
+        raise ValueError(
+            f"{name}: backend='native' runs on the CPU, got a tensor on {x.device}; "
+            "use backend='auto' (or 'triton'/'compiled') for other devices"
+        )
+    if x.dtype != torch.float32:
+        raise ValueError(
+            f"{name}: backend='native' supports float32, got {x.dtype}; use backend='compiled' or 'fused' for this dtype"
+        )
 
 
 def _check_triton_request(op: ElementwiseOp | str, x: Tensor) -> None:
@@ -201,14 +233,18 @@ def _is_exporting() -> bool:
     return bool(is_exporting and is_exporting())
 
 
-def choose(op: ElementwiseOp | str, x: Tensor, backend: str, *, threshold: int | None = None) -> str:
-    """The path for this call: ``"reference"``, ``"fused"``, ``"compiled"`` or ``"triton"`` (see the module doc).
+def choose(
+    op: ElementwiseOp | str, x: Tensor, backend: str, *, threshold: int | None = None, native: bool = False
+) -> str:
+    """The path for this call: ``"reference"``, ``"fused"``, ``"compiled"``, ``"native"`` or ``"triton"`` (see the module doc).
 
     ``op`` is an :class:`~actlab.elementwise.ElementwiseOp`, or the name of an
     activation with compiled kernels of its own and no Triton math (DiTAC's
-    LUT, SLAF): the same rule, with ``"triton"`` never chosen. ``threshold``
-    replaces :data:`COMPILE_THRESHOLD` for an activation whose compiled path
-    repays its compile at a different size (measured; SLAF's).
+    LUT, SLAF): the same rule, with ``"triton"`` never chosen, and ``"native"``
+    only when asked for and ``native`` says the activation has C kernels (it
+    applies its own rule under ``"auto"``). ``threshold`` replaces
+    :data:`COMPILE_THRESHOLD` for an activation whose compiled path repays its
+    compile at a different size (measured; SLAF's).
     """
     if backend == "reference" or transform_active():
         return "reference"
@@ -218,12 +254,17 @@ def choose(op: ElementwiseOp | str, x: Tensor, backend: str, *, threshold: int |
         return "fused"
     if backend == "triton":
         _check_triton_request(op, x)
+    if backend == "native":
+        _check_native_request(op, x, native)
     if x.numel() == 0 or backend == "fused":
         return "fused"
     if backend != "auto":
         return backend
-    if x.is_cuda and not isinstance(op, str) and _triton_usable(op, x):
-        return "triton"
+    if not isinstance(op, str):
+        if x.is_cuda and _triton_usable(op, x):
+            return "triton"
+        if x.numel() >= NATIVE_THRESHOLD and _native_usable(op, x):
+            return "native"
     limit = COMPILE_THRESHOLD if threshold is None else threshold
     if x.device.type in ("cpu", "cuda") and x.numel() >= limit and _compiler_usable():
         return "compiled"
@@ -247,13 +288,17 @@ def _engine(path: str):
         from . import compiled
 
         return compiled
+    if path == "native":
+        from . import native_elementwise
+
+        return native_elementwise
     from . import triton_kernels
 
     return triton_kernels
 
 
 def run_kernel(op: ElementwiseOp, path: str, x: Tensor, params: Sequence[Tensor], *, strict: bool) -> Tensor:
-    """Evaluate ``op`` with the ``"compiled"`` or ``"triton"`` kernels (autograd-aware).
+    """Evaluate ``op`` with the ``"compiled"``, ``"native"`` or ``"triton"`` kernels (autograd-aware).
 
     ``strict``: raise if the kernel cannot be built (an explicit request),
     rather than warn and compute the call with the fused math ("auto").

@@ -23,41 +23,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fastmath.h"
 #include "parallel.h"
-
-/* e^x for x <= 0, to float32 precision; 0 below -87 (where the float32 result is at most 1.7e-38).
- * Cody-Waite reduction x = n·ln2 + r, |r| <= ln2/2, and a degree-6 polynomial for e^r. */
-static inline float exp_nonpositive(float x) {
-    float xc = x < -87.0f ? -87.0f : x;
-    float n = __builtin_floorf(xc * 1.44269504088896341f + 0.5f);
-    float r = xc - n * 0.693145751953125f - n * 1.428606765330187045e-06f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float two_n;
-    memcpy(&two_n, &bits, sizeof two_n);
-    return x < -87.0f ? 0.0f : p * two_n;
-}
-
-/* erf(z), and e^{-z²} in *gaussian: Abramowitz-Stegun 7.1.26 (absolute error < 1.5e-7, the formula
- * of ATen's vectorised float32 erf) for |z| >= 0.25, where its one exponential is e^{-z²} itself;
- * the Taylor series below, where A-S loses relative precision (actlab._math.erf_and_gaussian). */
-static inline float erf_and_gaussian(float z, float *gaussian) {
-    float a = z < 0.0f ? -z : z;
-    float e = exp_nonpositive(-z * z);
-    *gaussian = e;
-    float t = 1.0f / (1.0f + 0.3275911f * a);
-    float far = 1.0f - t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f)))) * e;
-    far = z < 0.0f ? -far : far;
-    float z2 = z * z;
-    float near = z * (1.1283791670955126f + z2 * (-0.3761263890318375f + z2 * (0.11283791670955126f + z2 * (-0.02686617064513125f + z2 * 0.005223977625442187f))));
-    return a < 0.25f ? near : far;
-}
 
 #define SQRT1_2 0.70710678118654752f
 #define INV_SQRT_2PI 0.3989422804014327f

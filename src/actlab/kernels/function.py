@@ -1,4 +1,4 @@
-"""The autograd Function around the kernel backends ("compiled", "triton").
+"""The autograd Function around the kernel backends ("compiled", "native", "triton").
 
 Like the eager fused Function it saves only the input and the parameters; the
 forward and backward each run one kernel on the canonical view of the input
@@ -38,9 +38,11 @@ def _make(op: ElementwiseOp) -> type:
         layout = plan(x, params)
 
         def kernel():
+            args = (op, layout, layout.view(x), layout.params(params, compute_dtype(x.dtype)))
+            if not torch.is_autocast_enabled(x.device.type):  # the context costs a few µs per call
+                return layout.restore(engine.forward(*args))
             with torch.autocast(x.device.type, enabled=False):
-                y = engine.forward(op, layout, layout.view(x), layout.params(params, compute_dtype(x.dtype)))
-            return layout.restore(y)
+                return layout.restore(engine.forward(*args))
 
         return dispatch.guarded(engine.NAME, strict, kernel, lambda: forward_value(op.fused_value, x, params))
 
@@ -73,7 +75,7 @@ def _make(op: ElementwiseOp) -> type:
         "forward": staticmethod(forward),
         "setup_context": staticmethod(setup_context),
         "backward": staticmethod(backward),
-        "__doc__": f"{op.name} through the compiled or Triton kernels: saves only the input and parameters.",
+        "__doc__": f"{op.name} through the compiled, native or Triton kernels: saves only the input and parameters.",
         "__module__": __name__,
     }
     return type(name, (torch.autograd.Function,), body)

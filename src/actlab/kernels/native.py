@@ -43,7 +43,7 @@ import torch
 from .._cache import cache_root
 from .dispatch import KernelUnavailable
 
-__all__ = ["library", "uses_openmp", "run_parts", "PerPart", "run_parallel", "split", "FLAGS"]
+__all__ = ["library", "uses_openmp", "run_parts", "PerPart", "run_parallel", "split", "element_parts", "FLAGS"]
 
 #: -fno-trapping-math lets the compiler evaluate both sides of a select (so loops with selects
 #: vectorise); -fno-math-errno lets it inline floor. Neither changes a result: no fast-math.
@@ -192,6 +192,27 @@ def split(count: int, parts: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1] - bounds[i]) for i in range(parts) if bounds[i + 1] > bounds[i]]
 
 
+def element_parts(runs: int, inner: int, grain: int = 1) -> tuple[tuple[int, int, int, int], ...]:
+    """The parts of a call over ``runs`` runs of ``inner`` elements (rows of parallel.h: first run,
+    runs, element offset, elements per run): one per thread, the runs split between them, or one
+    run's elements when there is only one; no part smaller than ``grain`` elements (but one)."""
+    return _element_parts(runs, inner, grain, torch.get_num_threads())
+
+
+@functools.lru_cache(maxsize=1024)  # a few µs per call otherwise, as much as a small kernel
+def _element_parts(runs: int, inner: int, grain: int, threads: int) -> tuple[tuple[int, int, int, int], ...]:
+    threads = max(1, min(threads, runs * inner // max(grain, 1)))
+    if runs == 1:
+        return tuple((0, 1, start, length) for start, length in split(inner, threads))
+    return tuple((first, count, 0, inner) for first, count in split(runs, threads))
+
+
+@functools.lru_cache(maxsize=1024)
+def _parts_array(parts: tuple[tuple[int, ...], ...]) -> ctypes.Array:
+    """The parts as one C array of int64 rows (kept alive by the cache while a call reads it)."""
+    return (ctypes.c_int64 * sum(len(row) for row in parts))(*(v for row in parts for v in row))
+
+
 def run_parallel(calls: Sequence[Callable[[], None]]) -> None:
     """Run the calls (each a foreign call on its own part of the data) on the thread pool."""
     if len(calls) <= 1:
@@ -215,16 +236,17 @@ def run_parts(lib: ctypes.CDLL, name: str, parts: Sequence[Sequence[int]], args:
     see ``parallel.h``) of one call. Built with OpenMP, one call runs them all on torch's OpenMP
     threads; otherwise each part is a call of its own on the thread pool, its
     :class:`PerPart` arguments shifted to its own buffer."""
-    table = torch.tensor(parts, dtype=torch.int64)
-    function, width = getattr(lib, name), table.shape[1]
+    parts = tuple(tuple(row) for row in parts)
+    table = _parts_array(parts)
+    function, width, base = getattr(lib, name), len(parts[0]), ctypes.addressof(table)
     if uses_openmp(lib) or len(parts) == 1:
-        function(table.data_ptr(), len(parts), *(a.base if isinstance(a, PerPart) else a for a in args))
+        function(base, len(parts), *(a.base if isinstance(a, PerPart) else a for a in args))
         return
     run_parallel(
         [
             functools.partial(
                 function,
-                table.data_ptr() + table.element_size() * width * i,
+                base + ctypes.sizeof(ctypes.c_int64) * width * i,
                 1,
                 *(a.base + a.step * i if isinstance(a, PerPart) else a for a in args),
             )

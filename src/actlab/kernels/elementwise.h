@@ -1,0 +1,157 @@
+/* The loops of actlab's native CPU kernels for elementwise activations, float32
+ * (actlab.kernels.native_elementwise). A family's C file defines, for each op NAME with P
+ * parameters and Q per-channel values derived from them:
+ *
+ *   static inline void  NAME_derive(const float *p, float *q, const float *k);
+ *   static inline float NAME_value(float x, const float *p, const float *q, const float *k);
+ *   static inline float NAME_partials(float x, const float *p, const float *q, const float *k, float *d);
+ *
+ * (p: the parameters of x's channel; q: what NAME_derive made of them, computed once per channel
+ * and call; k: the op's constants, e.g. fitted coefficients; NAME_partials returns ∂y/∂x and
+ * writes ∂y/∂p_j to d[j]), then expands ELEMENTWISE_KERNELS(NAME, P, Q). The math restates the
+ * op's fused torch forms, which the tests hold it against. The three need to be branch-free
+ * (selects, not ifs), so that gcc vectorises the loops that inline them.
+ *
+ * Inputs are the canonical views of actlab.kernels.layout, contiguous: "shared" and "rows" are runs
+ * of ``inner`` elements, run r belonging to channel r mod channels (shared: one channel); "cols"
+ * (``cols`` = 1) are rows of ``inner`` = channels elements, element i of a row belonging to
+ * channel i. Parameters and derived values are (P, channels) and (Q, channels) arrays. A part
+ * (parallel.h) covers runs [first, first + runs), elements [offset, offset + length) of each.
+ * Parameter gradients are summed per part into P·channels doubles, in float32 lanes over blocks
+ * of BLOCK elements first.
+ */
+#ifndef ACTLAB_ELEMENTWISE_H
+#define ACTLAB_ELEMENTWISE_H
+
+#include <stdint.h>
+
+#include "fastmath.h"
+#include "parallel.h"
+
+#define ELEMENTWISE_BLOCK 512
+
+/* Σ s[i], i < m, in ELEMENTWISE_SUM_LANES independent float lanes (four vectors with AVX-512): one
+ * vector accumulator waits on each addition in turn (PAU's ten parameter sums: about 1.3 ms of a
+ * 2^22 backward). */
+#define ELEMENTWISE_SUM_LANES 64
+static inline float elementwise_sum(const float *restrict s, int64_t m) {
+    float lanes[ELEMENTWISE_SUM_LANES] = {0};
+    int64_t i = 0;
+    for (; i + ELEMENTWISE_SUM_LANES <= m; i += ELEMENTWISE_SUM_LANES)
+        for (int l = 0; l < ELEMENTWISE_SUM_LANES; l++) lanes[l] += s[i + l];
+    for (; i < m; i++) lanes[0] += s[i];
+    float total = 0.0f;
+    for (int l = 0; l < ELEMENTWISE_SUM_LANES; l++) total += lanes[l];
+    return total;
+}
+
+#define ELEMENTWISE_KERNELS(NAME, P, Q)                                                                               \
+    /* Once per call, before the parts (each part reads every channel's values in "cols"). */                      \
+    void NAME##_derive_all(const float *restrict params, float *restrict derived, const float *restrict k,           \
+                           int64_t channels) {                                                                        \
+        for (int64_t c = 0; c < channels; c++) {                                                                      \
+            float p[(P) + 1], q[(Q) + 1];                                                                             \
+            for (int j = 0; j < (P); j++) p[j] = params[j * channels + c];                                            \
+            NAME##_derive(p, q, k);                                                                                   \
+            for (int j = 0; j < (Q); j++) derived[j * channels + c] = q[j];                                           \
+        }                                                                                                             \
+    }                                                                                                                 \
+                                                                                                                      \
+    static void NAME##_forward(const float *restrict x, float *restrict y, const float *restrict params,              \
+                               const float *restrict derived, const float *restrict k, const int64_t *part,            \
+                               int64_t channels, int64_t inner, int32_t cols) {                                       \
+        for (int64_t r = part[0]; r < part[0] + part[1]; r++) {                                                       \
+            const float *restrict xb = x + r * inner + part[2];                                                       \
+            float *restrict yb = y + r * inner + part[2];                                                             \
+            if (cols) {                                                                                               \
+                const float *restrict pc = params + part[2], *restrict qc = derived + part[2];                         \
+                for (int64_t i = 0; i < part[3]; i++) {                                                               \
+                    float p[(P) + 1], q[(Q) + 1];                                                                     \
+                    for (int j = 0; j < (P); j++) p[j] = pc[j * channels + i];                                        \
+                    for (int j = 0; j < (Q); j++) q[j] = qc[j * channels + i];                                        \
+                    yb[i] = NAME##_value(xb[i], p, q, k);                                                             \
+                }                                                                                                     \
+            } else {                                                                                                  \
+                const int64_t c = r % channels;                                                                       \
+                float p[(P) + 1], q[(Q) + 1];                                                                         \
+                for (int j = 0; j < (P); j++) p[j] = params[j * channels + c];                                        \
+                for (int j = 0; j < (Q); j++) q[j] = derived[j * channels + c];                                       \
+                for (int64_t i = 0; i < part[3]; i++) yb[i] = NAME##_value(xb[i], p, q, k);                           \
+            }                                                                                                         \
+        }                                                                                                             \
+    }                                                                                                                 \
+                                                                                                                      \
+    /* One run's block of m <= ELEMENTWISE_BLOCK elements, the parameters' shares summed into acc            \
+     * (accumulate: a constant). The shares go to the stack (L1) and are summed by loops of their own: gcc 12      \
+     * keeps neither lanes nor an omp simd array reduction in registers inside the main loop (backward 2x         \
+     * slower). */                                                                                                  \
+    static inline __attribute__((always_inline)) void NAME##_backward_block(                                         \
+        const float *restrict xb, const float *restrict gb, float *restrict gxb, const float *p, const float *q,     \
+        const float *restrict k, int64_t m, float *restrict acc, const int accumulate) {                              \
+        float shares[(P) + 1][ELEMENTWISE_BLOCK];                                                                     \
+        for (int64_t i = 0; i < m; i++) {                                                                             \
+            float d[(P) + 1];                                                                                         \
+            float gi = gb[i];                                                                                         \
+            gxb[i] = gi * NAME##_partials(xb[i], p, q, k, d);                                                         \
+            if (accumulate)                                                                                           \
+                for (int j = 0; j < (P); j++) shares[j][i] = gi * d[j];                                               \
+        }                                                                                                             \
+        if (accumulate)                                                                                               \
+            for (int j = 0; j < (P); j++) acc[j] = elementwise_sum(shares[j], m);                                     \
+    }                                                                                                                 \
+                                                                                                                      \
+    static void NAME##_backward(const float *restrict x, const float *restrict g, float *restrict gx,                 \
+                                const float *restrict params, const float *restrict derived, const float *restrict k, \
+                                double *restrict sums, const int64_t *part, int64_t channels, int64_t inner,          \
+                                int32_t cols, int32_t need_params) {                                                  \
+        for (int64_t r = part[0]; r < part[0] + part[1]; r++) {                                                       \
+            const int64_t at = r * inner + part[2];                                                                   \
+            const float *restrict xb = x + at, *restrict gb = g + at;                                                 \
+            float *restrict gxb = gx + at;                                                                            \
+            if (cols) {                                                                                               \
+                const float *restrict pc = params + part[2], *restrict qc = derived + part[2];                         \
+                double *restrict sc = sums + part[2];                                                                 \
+                for (int64_t i = 0; i < part[3]; i++) {                                                               \
+                    float p[(P) + 1], q[(Q) + 1], d[(P) + 1];                                                         \
+                    for (int j = 0; j < (P); j++) p[j] = pc[j * channels + i];                                        \
+                    for (int j = 0; j < (Q); j++) q[j] = qc[j * channels + i];                                        \
+                    float gi = gb[i];                                                                                 \
+                    gxb[i] = gi * NAME##_partials(xb[i], p, q, k, d);                                                 \
+                    for (int j = 0; j < (P); j++) sc[j * channels + i] += need_params ? (double)(gi * d[j]) : 0.0;   \
+                }                                                                                                     \
+            } else {                                                                                                  \
+                const int64_t c = r % channels;                                                                       \
+                float p[(P) + 1], q[(Q) + 1], acc[(P) + 1];                                                           \
+                for (int j = 0; j < (P); j++) p[j] = params[j * channels + c];                                        \
+                for (int j = 0; j < (Q); j++) q[j] = derived[j * channels + c];                                       \
+                for (int64_t s = 0; s < part[3]; s += ELEMENTWISE_BLOCK) {                                            \
+                    int64_t m = part[3] - s < ELEMENTWISE_BLOCK ? part[3] - s : ELEMENTWISE_BLOCK;                   \
+                    if (need_params && (P) > 0) {                                                                     \
+                        NAME##_backward_block(xb + s, gb + s, gxb + s, p, q, k, m, acc, 1);                           \
+                        for (int j = 0; j < (P); j++) sums[j * channels + c] += (double)acc[j];                       \
+                    } else {                                                                                          \
+                        NAME##_backward_block(xb + s, gb + s, gxb + s, p, q, k, m, acc, 0);                           \
+                    }                                                                                                 \
+                }                                                                                                     \
+            }                                                                                                         \
+        }                                                                                                             \
+    }                                                                                                                 \
+                                                                                                                      \
+    void NAME##_forward_parts(const int64_t *parts, int64_t count, const float *x, float *y, const float *params,    \
+                              const float *derived, const float *k, int64_t channels, int64_t inner, int32_t cols) {        \
+        FOR_EACH_PART(parts, count, 4, NAME##_forward(x, y, params, derived, k, p, channels, inner, cols));           \
+    }                                                                                                                 \
+                                                                                                                      \
+    void NAME##_backward_parts(const int64_t *parts, int64_t count, const float *x, const float *g, float *gx,       \
+                               const float *params, const float *derived, const float *k, double *sums,               \
+                               int64_t channels,                                                                      \
+                               int64_t inner, int32_t cols, int32_t need_params) {                                    \
+        FOR_EACH_PART(parts, count, 4,                                                                                \
+                      NAME##_backward(x, g, gx, params, derived, k, sums + i * (int64_t)(P) * channels, p, channels,  \
+                                      inner, cols, need_params));                                                     \
+    }                                                                                                                 \
+                                                                                                                      \
+    int32_t NAME##_parameter_count(void) { return (P); }                                                              \
+    int32_t NAME##_derived_count(void) { return (Q); }
+
+#endif

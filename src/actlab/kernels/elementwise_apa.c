@@ -1,0 +1,99 @@
+/* APA and AGLU's native CPU kernels (actlab.activations.apa, elementwise.h), in log space as the
+ * torch forms: with -u = ln λ - κz (κz clamped as apa._exponent clamps it, where that matters),
+ * ln APA = -softplus(-u)/λ <= 0, so APA = e^{ln APA} is exp_nonpositive's, and softplus(-u) and
+ * σ(-u) come from one e^{-|u|} (actlab._math.softplus_and_sigmoid).
+ * AGLU(z) = z·APA(z) reuses every piece.
+ *
+ * No NaN needs a select of its own: a NaN z (or κz = NaN, e.g. κ = 0 at z = ±inf) makes -u, e,
+ * softplus, σ and so the gate and every partial NaN, as in the torch forms; at z = ±inf the partials'
+ * products z·0 are NaN as they are in torch.
+ */
+#include <math.h>
+
+#include "elementwise.h"
+
+/* apa._KZ_LIMIT: beyond it APA is exactly 0 or 1 for any λ < 1e28. */
+#define KZ_LIMIT 1e30f
+
+/* Per channel (λ): ln λ, 1/λ and 1/λ² (apa._exponent's log, _apa_partials' inv_lam; libm: once per
+ * channel). */
+#define APA_DERIVED 3
+static inline void lambda_derive(float lam, float *q) {
+    float inv_lam = 1.0f / lam;
+    q[0] = logf(lam);
+    q[1] = inv_lam;
+    q[2] = inv_lam * inv_lam;
+}
+
+/* -u = ln λ - κz for the partials (apa._exponent, negated: exact), with κz clamped below at -1e30
+ * only: that keeps softplus(-u) and so -λ·ln(p)·p finite at κz = -inf, where torch's partials are
+ * finite too. The clamp above changes no result: κz > 1e30 or +inf gives e^{-|u|} = 0, softplus = 0
+ * and σ = 0 either way. A plain select keeps a NaN κz. */
+static inline float apa_minus_exponent(float z, float kappa, const float *q) {
+    float kz = kappa * z;
+    return q[0] - (kz < -KZ_LIMIT ? -KZ_LIMIT : kz);
+}
+
+/* APA(z) = exp(-softplus(-u)/λ) with the series softplus (apa._apa_value(softplus_by_series)). The
+ * value needs no clamp (a sixth of its time): beyond ±1e30 the clamped and the unclamped -u both give
+ * APA exactly 0 or 1, an infinite softplus included (exp_nonpositive(-inf) = 0). */
+static inline float apa_gate(float z, float kappa, const float *q) {
+    float w = q[0] - kappa * z;
+    return exp_nonpositive(-softplus_from(w, exp_minus_abs(w)) * q[1]);
+}
+
+/* APA and its partials (apa._apa_partials). */
+typedef struct {
+    float p, dp_dz, dp_dlam, dp_dkappa;
+} apa_parts;
+
+static inline apa_parts apa_parts_of(float z, float lam, float kappa, const float *q) {
+    apa_parts o;
+    float w = apa_minus_exponent(z, kappa, q);
+    float e = exp_minus_abs(w);
+    float sp = softplus_from(w, e);
+    float s = sigmoid_from(w, e);
+    float log_p = -sp * q[1];
+    float p = exp_nonpositive(log_p);
+    /* softplus(-u)·p as -λ·ln(p)·p: finite where softplus(-u) is huge and p = 0 */
+    float sp_p = -lam * log_p * p;
+    float ps = p * s;
+    float ps_over_lam = ps * q[1];
+    o.p = p;
+    o.dp_dz = ps_over_lam * kappa;
+    o.dp_dkappa = ps_over_lam * z;
+    o.dp_dlam = (sp_p - ps) * q[2];
+    return o;
+}
+
+/* APA (λ, κ) */
+static inline void apa_derive(const float *p, float *q, const float *k) { lambda_derive(p[0], q); }
+
+static inline float apa_value(float x, const float *p, const float *q, const float *k) {
+    return apa_gate(x, p[1], q);
+}
+
+static inline float apa_partials(float x, const float *p, const float *q, const float *k, float *d) {
+    apa_parts o = apa_parts_of(x, p[0], p[1], q);
+    d[0] = o.dp_dlam;
+    d[1] = o.dp_dkappa;
+    return o.dp_dz;
+}
+
+ELEMENTWISE_KERNELS(apa, 2, APA_DERIVED)
+
+/* AGLU (λ, κ): z·APA(z) (apa._aglu_value, apa._aglu_derivatives) */
+static inline void aglu_derive(const float *p, float *q, const float *k) { lambda_derive(p[0], q); }
+
+static inline float aglu_value(float x, const float *p, const float *q, const float *k) {
+    return x * apa_gate(x, p[1], q);
+}
+
+static inline float aglu_partials(float x, const float *p, const float *q, const float *k, float *d) {
+    apa_parts o = apa_parts_of(x, p[0], p[1], q);
+    d[0] = x * o.dp_dlam;
+    d[1] = x * o.dp_dkappa;
+    return o.p + x * o.dp_dz;
+}
+
+ELEMENTWISE_KERNELS(aglu, 2, APA_DERIVED)
