@@ -37,14 +37,6 @@ static inline float clamp_unit(float u) { return u < 0.0f ? 0.0f : (u > 1.0f ? 1
 
 static inline float propagate_nan(float u, float v) { return u == u ? v : u; }
 
-static inline float hump_value(float u, float a, const float *q) {
-    float d_full = distance_from_unit(u);
-    float d = d_full < q[3] ? d_full : q[3];
-    float e = exp_nonpositive(-a * d);
-    float h = q[1] * e / (1.0f + q[0] * e);
-    return clamp_unit(u) + sign_of(u) * (d * h);
-}
-
 static inline zorro_parts hump_parts(float u, float a, float b, const float *q) {
     zorro_parts o;
     float d_full = distance_from_unit(u);
@@ -66,6 +58,9 @@ static inline zorro_parts hump_parts(float u, float a, float b, const float *q) 
     return o;
 }
 
+/* Z(u) alone: b enters only the parameter partials, which the compiler drops here. */
+static inline float hump_value(float u, float a, const float *q) { return hump_parts(u, a, 0.0f, q).z; }
+
 /* Symmetric-Zorro (a, b) */
 static inline void zorro_derive(const float *p, float *q, const float *k) { hump_derive(p[0], p[1], q); }
 
@@ -80,7 +75,7 @@ static inline float zorro_partials(float x, const float *p, const float *q, cons
     return o.dz_du;
 }
 
-ELEMENTWISE_KERNELS(zorro, 2, HUMP_DERIVED)
+ELEMENTWISE_KERNELS(zorro, 2, HUMP_DERIVED, 0)
 
 /* Asymmetric-Zorro (a_neg, b_neg, a_pos, b_pos): the negative side's parameters below 0 */
 static inline void zorro_asymmetric_derive(const float *p, float *q, const float *k) {
@@ -107,7 +102,7 @@ static inline float zorro_asymmetric_partials(float x, const float *p, const flo
     return o.dz_du;
 }
 
-ELEMENTWISE_KERNELS(zorro_asymmetric, 4, 2 * HUMP_DERIVED)
+ELEMENTWISE_KERNELS(zorro_asymmetric, 4, 2 * HUMP_DERIVED, 0)
 
 /* Sigmoid-Zorro (slope, a, b): Z(slope·x + 1/2) */
 static inline void zorro_sigmoid_derive(const float *p, float *q, const float *k) { hump_derive(p[1], p[2], q); }
@@ -124,7 +119,7 @@ static inline float zorro_sigmoid_partials(float x, const float *p, const float 
     return p[0] * o.dz_du;
 }
 
-ELEMENTWISE_KERNELS(zorro_sigmoid, 3, HUMP_DERIVED)
+ELEMENTWISE_KERNELS(zorro_sigmoid, 3, HUMP_DERIVED, 0)
 
 /* Tanh-Zorro (slope, a, b): 2·Z((slope·x + 1)/2) - 1 */
 static inline void zorro_tanh_derive(const float *p, float *q, const float *k) { hump_derive(p[1], p[2], q); }
@@ -141,7 +136,7 @@ static inline float zorro_tanh_partials(float x, const float *p, const float *q,
     return p[0] * o.dz_du;
 }
 
-ELEMENTWISE_KERNELS(zorro_tanh, 3, HUMP_DERIVED)
+ELEMENTWISE_KERNELS(zorro_tanh, 3, HUMP_DERIVED, 0)
 
 /* Sloped-Zorro (a, b, slope): Z(x) + slope·[x > 1]·(d - T(d)) */
 static inline void zorro_sloped_derive(const float *p, float *q, const float *k) { hump_derive(p[0], p[1], q); }
@@ -162,4 +157,4 @@ static inline float zorro_sloped_partials(float x, const float *p, const float *
     return o.dz_du + slope * (above ? 1.0f - o.dt_dd : 0.0f);
 }
 
-ELEMENTWISE_KERNELS(zorro_sloped, 3, HUMP_DERIVED)
+ELEMENTWISE_KERNELS(zorro_sloped, 3, HUMP_DERIVED, 0)
