@@ -162,6 +162,39 @@ def test_an_op_whose_c_code_has_other_parameters_is_an_error_not_a_result():
         apply(wrong, torch.randn(3), (1.0, 2.0), backend="native")
 
 
+def test_an_op_whose_c_code_reads_other_constants_is_an_error_not_a_result():
+    serf = actlab.create("serf").op
+    short = ElementwiseOp(
+        "serf",
+        (),
+        serf.forward,
+        serf.derivatives,
+        native="elementwise_serf",
+        native_constants=serf.native_constants[:-1],
+    )
+    with pytest.raises(RuntimeError, match=f"reads {len(serf.native_constants)} constants, the op has"):
+        apply(short, torch.randn(3), (), backend="native")
+
+
+def test_fitted_coefficients_split_otherwise_than_the_c_code_expects_give_nan_everywhere():
+    serf = actlab.create("serf").op
+    counts = list(serf.native_constants[:4])
+    counts[0], counts[1] = counts[0] - 1, counts[1] + 1  # the same total, another split
+    split = ElementwiseOp(
+        "serf",
+        (),
+        serf.forward,
+        serf.derivatives,
+        native="elementwise_serf",
+        native_constants=(*counts, *serf.native_constants[4:]),
+    )
+    x = torch.linspace(-5, 5, 11).requires_grad_(True)
+    y = apply(split, x, (), backend="native")
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    assert y.isnan().all() and grad.isnan().all()
+    assert apply(serf, x, (), backend="native").isfinite().all()
+
+
 def test_double_backward_through_the_native_path_is_the_closed_form():
     op, params = op_and_params("zorro", None, torch.float32)
     x = torch.randn(50, generator=torch.Generator().manual_seed(5)).requires_grad_(True)

@@ -211,17 +211,11 @@ class FittedGate:
             f=interpolating_polynomial(lambda u: gate(u) + u * slope(u), 0.0, end, deg_f),
         )
 
-    def constants(self, degrees: tuple[int, int, int, int]) -> tuple[float, ...]:
+    def constants(self) -> tuple[float, ...]:
         """The native kernels' constants (kernels/fitted_gate.h): the four coefficient counts, end, 2/end,
-        then A, B, P and F, constant terms first.
-
-        ``degrees`` are those the C file was written for (its counts are compile-time constants): a fit of
-        other degrees fails here, at import; the C kernels check the counts too (every output NaN).
-        """
+        then A, B, P and F, constant terms first. The C code has the counts as compile-time constants: it
+        checks the total (the engine raises on a mismatch) and these four (every output NaN otherwise)."""
         polynomials = (self.a, self.b, self.p, self.f)
-        fitted = tuple(len(c) - 1 for c in polynomials)
-        if fitted != tuple(degrees):
-            raise ValueError(f"FittedGate of degrees {fitted}, the native kernels expect {tuple(degrees)}")
         return (*(float(len(c)) for c in polynomials), self.end, 2 / self.end, *(c for cs in polynomials for c in cs))
 
     def _arguments(self, u: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

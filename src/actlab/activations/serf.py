@@ -90,7 +90,8 @@ def _derivatives(x: Tensor) -> tuple[Tensor]:
 
 
 #: Degrees of A, B, P and F: the lowest at which float32 evaluation reaches its floor
-#: (tests/test_fitted_polynomials.py); the C kernels know them too (their constants check it).
+#: (tests/test_fitted_polynomials.py). The C kernels have them as constants too: other degrees here
+#: are an error (the constant count) or NaN outputs there (kernels/fitted_gate.h).
 _DEGREES = (9, 9, 18, 18)
 
 
@@ -120,7 +121,7 @@ SERF_OP = ElementwiseOp(
     _derivatives,
     value=_fast_value,
     native="elementwise_serf",
-    native_constants=FITTED.constants(degrees=_DEGREES),  # elementwise_serf.c's SERF_COUNTS
+    native_constants=FITTED.constants(),  # elementwise_serf.c's SERF_COUNTS
 )
 
 

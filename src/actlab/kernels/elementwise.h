@@ -8,7 +8,8 @@
  *
  * (p: the parameters of x's channel; q: what NAME_derive made of them, computed once per channel
  * and call; k: the op's constants, e.g. fitted coefficients; NAME_partials returns ∂y/∂x and
- * writes ∂y/∂p_j to d[j]), then expands ELEMENTWISE_KERNELS(NAME, P, Q). The math restates the
+ * writes ∂y/∂p_j to d[j]), then expands ELEMENTWISE_KERNELS(NAME, P, Q, K), K being how many
+ * constants k holds (the engine checks the op's native_constants against it). The math restates the
  * op's fused torch forms, which the tests hold it against. The three need to be branch-free
  * (selects, not ifs), so that gcc vectorises the loops that inline them.
  *
@@ -17,8 +18,8 @@
  * (``cols`` = 1) are rows of ``inner`` = channels elements, element i of a row belonging to
  * channel i. Parameters and derived values are (P, channels) and (Q, channels) arrays. A part
  * (parallel.h) covers runs [first, first + runs), elements [offset, offset + length) of each.
- * Parameter gradients are summed per part into P·channels doubles, in float32 lanes over blocks
- * of BLOCK elements first.
+ * Parameter gradients are summed per part into P·channels doubles: in "shared" and "rows" over
+ * blocks of ELEMENTWISE_BLOCK elements in float32 first, in "cols" element by element.
  */
 #ifndef ACTLAB_ELEMENTWISE_H
 #define ACTLAB_ELEMENTWISE_H
@@ -45,13 +46,20 @@ static inline float elementwise_sum(const float *restrict s, int64_t m) {
     return total;
 }
 
-#define ELEMENTWISE_KERNELS(NAME, P, Q)                                                                               \
+/* out[j] = table[j·channels + at], j < count: one channel's parameters or derived values, from a
+ * (count, channels) table. */
+static inline void elementwise_channel(const float *restrict table, int64_t channels, int64_t at, int count,
+                                       float *restrict out) {
+    for (int j = 0; j < count; j++) out[j] = table[j * channels + at];
+}
+
+#define ELEMENTWISE_KERNELS(NAME, P, Q, K)                                                                               \
     /* Once per call, before the parts (each part reads every channel's values in "cols"). */                      \
     void NAME##_derive_all(const float *restrict params, float *restrict derived, const float *restrict k,           \
                            int64_t channels) {                                                                        \
         for (int64_t c = 0; c < channels; c++) {                                                                      \
             float p[(P) + 1], q[(Q) + 1];                                                                             \
-            for (int j = 0; j < (P); j++) p[j] = params[j * channels + c];                                            \
+            elementwise_channel(params, channels, c, (P), p);                                                         \
             NAME##_derive(p, q, k);                                                                                   \
             for (int j = 0; j < (Q); j++) derived[j * channels + c] = q[j];                                           \
         }                                                                                                             \
@@ -67,15 +75,15 @@ static inline float elementwise_sum(const float *restrict s, int64_t m) {
                 const float *restrict pc = params + part[2], *restrict qc = derived + part[2];                         \
                 for (int64_t i = 0; i < part[3]; i++) {                                                               \
                     float p[(P) + 1], q[(Q) + 1];                                                                     \
-                    for (int j = 0; j < (P); j++) p[j] = pc[j * channels + i];                                        \
-                    for (int j = 0; j < (Q); j++) q[j] = qc[j * channels + i];                                        \
+                    elementwise_channel(pc, channels, i, (P), p);                                                     \
+                    elementwise_channel(qc, channels, i, (Q), q);                                                     \
                     yb[i] = NAME##_value(xb[i], p, q, k);                                                             \
                 }                                                                                                     \
             } else {                                                                                                  \
                 const int64_t c = r % channels;                                                                       \
                 float p[(P) + 1], q[(Q) + 1];                                                                         \
-                for (int j = 0; j < (P); j++) p[j] = params[j * channels + c];                                        \
-                for (int j = 0; j < (Q); j++) q[j] = derived[j * channels + c];                                       \
+                elementwise_channel(params, channels, c, (P), p);                                                     \
+                elementwise_channel(derived, channels, c, (Q), q);                                                    \
                 for (int64_t i = 0; i < part[3]; i++) yb[i] = NAME##_value(xb[i], p, q, k);                           \
             }                                                                                                         \
         }                                                                                                             \
@@ -100,6 +108,23 @@ static inline float elementwise_sum(const float *restrict s, int64_t m) {
             for (int j = 0; j < (P); j++) acc[j] = elementwise_sum(shares[j], m);                                     \
     }                                                                                                                 \
                                                                                                                       \
+    /* One row of "cols" (m channels from channel c0), each parameter's share added to its channel's sum        \
+     * (accumulate: a constant). */                                                                                 \
+    static inline __attribute__((always_inline)) void NAME##_backward_row(                                           \
+        const float *restrict xb, const float *restrict gb, float *restrict gxb, const float *restrict params,       \
+        const float *restrict derived, const float *restrict k, double *restrict sums, int64_t c0, int64_t m,       \
+        int64_t channels, const int accumulate) {                                                                     \
+        for (int64_t i = 0; i < m; i++) {                                                                             \
+            float p[(P) + 1], q[(Q) + 1], d[(P) + 1];                                                                 \
+            elementwise_channel(params, channels, c0 + i, (P), p);                                                    \
+            elementwise_channel(derived, channels, c0 + i, (Q), q);                                                   \
+            float gi = gb[i];                                                                                         \
+            gxb[i] = gi * NAME##_partials(xb[i], p, q, k, d);                                                         \
+            if (accumulate)                                                                                           \
+                for (int j = 0; j < (P); j++) sums[j * channels + c0 + i] += (double)(gi * d[j]);                    \
+        }                                                                                                             \
+    }                                                                                                                 \
+                                                                                                                      \
     static void NAME##_backward(const float *restrict x, const float *restrict g, float *restrict gx,                 \
                                 const float *restrict params, const float *restrict derived, const float *restrict k, \
                                 double *restrict sums, const int64_t *part, int64_t channels, int64_t inner,          \
@@ -108,22 +133,15 @@ static inline float elementwise_sum(const float *restrict s, int64_t m) {
             const int64_t at = r * inner + part[2];                                                                   \
             const float *restrict xb = x + at, *restrict gb = g + at;                                                 \
             float *restrict gxb = gx + at;                                                                            \
-            if (cols) {                                                                                               \
-                const float *restrict pc = params + part[2], *restrict qc = derived + part[2];                         \
-                double *restrict sc = sums + part[2];                                                                 \
-                for (int64_t i = 0; i < part[3]; i++) {                                                               \
-                    float p[(P) + 1], q[(Q) + 1], d[(P) + 1];                                                         \
-                    for (int j = 0; j < (P); j++) p[j] = pc[j * channels + i];                                        \
-                    for (int j = 0; j < (Q); j++) q[j] = qc[j * channels + i];                                        \
-                    float gi = gb[i];                                                                                 \
-                    gxb[i] = gi * NAME##_partials(xb[i], p, q, k, d);                                                 \
-                    for (int j = 0; j < (P); j++) sc[j * channels + i] += need_params ? (double)(gi * d[j]) : 0.0;   \
-                }                                                                                                     \
+            if (cols && need_params && (P) > 0) {                                                                     \
+                NAME##_backward_row(xb, gb, gxb, params, derived, k, sums, part[2], part[3], channels, 1);            \
+            } else if (cols) {                                                                                        \
+                NAME##_backward_row(xb, gb, gxb, params, derived, k, sums, part[2], part[3], channels, 0);            \
             } else {                                                                                                  \
                 const int64_t c = r % channels;                                                                       \
                 float p[(P) + 1], q[(Q) + 1], acc[(P) + 1];                                                           \
-                for (int j = 0; j < (P); j++) p[j] = params[j * channels + c];                                        \
-                for (int j = 0; j < (Q); j++) q[j] = derived[j * channels + c];                                       \
+                elementwise_channel(params, channels, c, (P), p);                                                     \
+                elementwise_channel(derived, channels, c, (Q), q);                                                    \
                 for (int64_t s = 0; s < part[3]; s += ELEMENTWISE_BLOCK) {                                            \
                     int64_t m = part[3] - s < ELEMENTWISE_BLOCK ? part[3] - s : ELEMENTWISE_BLOCK;                   \
                     if (need_params && (P) > 0) {                                                                     \
@@ -152,6 +170,7 @@ static inline float elementwise_sum(const float *restrict s, int64_t m) {
     }                                                                                                                 \
                                                                                                                       \
     int32_t NAME##_parameter_count(void) { return (P); }                                                              \
-    int32_t NAME##_derived_count(void) { return (Q); }
+    int32_t NAME##_derived_count(void) { return (Q); }                                                                \
+    int32_t NAME##_constant_count(void) { return (K); }
 
 #endif

@@ -80,7 +80,7 @@ static inline float apa_partials(float x, const float *p, const float *q, const 
     return o.dp_dz;
 }
 
-ELEMENTWISE_KERNELS(apa, 2, APA_DERIVED)
+ELEMENTWISE_KERNELS(apa, 2, APA_DERIVED, 0)
 
 /* AGLU (λ, κ): z·APA(z) (apa._aglu_value, apa._aglu_derivatives) */
 static inline void aglu_derive(const float *p, float *q, const float *k) { lambda_derive(p[0], q); }
@@ -96,4 +96,4 @@ static inline float aglu_partials(float x, const float *p, const float *q, const
     return o.p + x * o.dp_dz;
 }
 
-ELEMENTWISE_KERNELS(aglu, 2, APA_DERIVED)
+ELEMENTWISE_KERNELS(aglu, 2, APA_DERIVED, 0)

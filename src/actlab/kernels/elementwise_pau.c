@@ -108,7 +108,7 @@ static inline __attribute__((always_inline)) float pau_partials(float x, const f
                                                  float *d) {                                                     \
         return pau_partials(x, p, q, d, M, N);                                                                   \
     }                                                                                                            \
-    ELEMENTWISE_KERNELS(pau_##M##_##N, (M) + (N) + 1, PAU_DERIVED(M, N))
+    ELEMENTWISE_KERNELS(pau_##M##_##N, (M) + (N) + 1, PAU_DERIVED(M, N), 0)
 
 /* The presets' degrees (actlab/data/pau_presets.json), (5, 4) the default: pau._NATIVE_DEGREES. */
 PAU_KERNELS(3, 2)

@@ -40,4 +40,4 @@ static inline float sau_partials(float x, const float *p, const float *q, const 
     return 1.0f - q[1] * tail;
 }
 
-ELEMENTWISE_KERNELS(sau, 2, 3)
+ELEMENTWISE_KERNELS(sau, 2, 3, 0)

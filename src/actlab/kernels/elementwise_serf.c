@@ -1,6 +1,7 @@
 /* Serf's native CPU kernels (actlab.activations.serf, elementwise.h): x·erf(softplus(x)) and its
  * derivative in the fitted form of the float32 compiled graphs, serf.FITTED (fitted_gate.h), u = x.
- * The counts are those of serf._fit's degrees (9, 9, 18, 18), which SERF_OP's constants assert. */
+ * The counts are those of serf._DEGREES (9, 9, 18, 18), plus one each; other degrees there fail
+ * the constant count or make every output NaN (fitted_gate.h). */
 #include "fitted_gate.h"
 
 #define SERF_COUNTS 10, 10, 19, 19 /* A, B, P, F */
@@ -15,4 +16,4 @@ static inline float serf_partials(float x, const float *p, const float *q, const
     return fitted_gate_derivative(x, k, q[0], SERF_COUNTS);
 }
 
-ELEMENTWISE_KERNELS(serf, 0, FITTED_GATE_DERIVED)
+ELEMENTWISE_KERNELS(serf, 0, FITTED_GATE_DERIVED, FITTED_GATE_CONSTANTS(SERF_COUNTS))

@@ -53,4 +53,4 @@ static inline float sqish_partials(float x, const float *p, const float *q, cons
     return p[0] + q[2] * s + q[3] * xs_sig;
 }
 
-ELEMENTWISE_KERNELS(sqish, 3, 6)
+ELEMENTWISE_KERNELS(sqish, 3, 6, 0)

@@ -52,4 +52,4 @@ static inline float srs_partials(float x, const float *p, const float *q, const 
     return (o.g + o.xg * q[1]) * r2;
 }
 
-ELEMENTWISE_KERNELS(srs, 2, 3)
+ELEMENTWISE_KERNELS(srs, 2, 3, 0)

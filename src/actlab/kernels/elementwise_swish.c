@@ -17,4 +17,4 @@ static inline float swish_partials(float x, const float *p, const float *q, cons
     return s + beta * x * slope;
 }
 
-ELEMENTWISE_KERNELS(swish, 1, 0)
+ELEMENTWISE_KERNELS(swish, 1, 0, 0)

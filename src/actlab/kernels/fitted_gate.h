@@ -13,7 +13,8 @@
  * coefficients are loaded once per loop; gcc versions the loops on k not overlapping the output,
  * the restrict qualifiers being lost in OpenMP's outlined functions): fitted_gate_derive compares
  * them with the counts in k and makes the kernels' "one" a NaN on a mismatch, so that every value
- * and derivative comes out NaN (FittedGate.constants checks the degrees on the Python side).
+ * and derivative comes out NaN; a total that differs from FITTED_GATE_CONSTANTS is an error before
+ * any kernel runs (actlab.kernels.native_elementwise checks every op's constant count).
  */
 #ifndef ACTLAB_FITTED_GATE_H
 #define ACTLAB_FITTED_GATE_H
@@ -22,6 +23,9 @@
 
 #define FITTED_GATE_HEADER 6 /* the counts, end, 2/end */
 #define FITTED_GATE_DERIVED 1
+/* How many constants an op with these coefficient counts reads (ELEMENTWISE_KERNELS' K). */
+#define FITTED_GATE_CONSTANTS(...) FITTED_GATE_CONSTANTS_(__VA_ARGS__)
+#define FITTED_GATE_CONSTANTS_(na, nb, np, nf) (FITTED_GATE_HEADER + (na) + (nb) + (np) + (nf))
 
 /* Below this, u·g(u) is -0 and u is routed to 0 (FittedGate.value), or clamped to it in the
  * derivative, so that no ∞·0 arises at -inf (actlab._math._GATE_NEGLIGIBLE). */

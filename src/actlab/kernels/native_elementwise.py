@@ -44,8 +44,10 @@ def supports(op: ElementwiseOp, x: Tensor) -> bool:
     return op.native is not None and x.device.type == "cpu" and x.dtype == torch.float32
 
 
-def _typed(op: ElementwiseOp) -> ctypes.CDLL:
-    """The op's library with the argument types of its entry points (raises KernelUnavailable)."""
+def _typed(op: ElementwiseOp) -> tuple[ctypes.CDLL, int]:
+    """The op's library with the argument types of its entry points, and how many derived values per
+    channel its kernels keep (raises KernelUnavailable). Parameters and constants must be as many
+    as the C code reads: anything else is an error of the op's definition, not a result."""
     lib = native.library(op.native)
     name = op.name
     counts = getattr(lib, f"_actlab_typed_{name}", None)
@@ -57,15 +59,19 @@ def _typed(op: ElementwiseOp) -> ctypes.CDLL:
             f"{name}_backward_parts": ([ptr, i64] + [ptr] * 7 + [i64, i64, i32, i32], None),
             f"{name}_parameter_count": ([], i32),
             f"{name}_derived_count": ([], i32),
+            f"{name}_constant_count": ([], i32),
         }
         for function_name, (argtypes, restype) in signatures.items():
             function = getattr(lib, function_name)
             function.argtypes, function.restype = argtypes, restype
-        counts = getattr(lib, f"{name}_parameter_count")(), getattr(lib, f"{name}_derived_count")()
+        counts = tuple(getattr(lib, f"{name}_{what}_count")() for what in ("parameter", "derived", "constant"))
         setattr(lib, f"_actlab_typed_{name}", counts)
-    if counts[0] != len(op.param_names):
-        raise RuntimeError(f"{op.native}.c: {name} takes {counts[0]} parameters, the op {len(op.param_names)}")
-    return lib
+    parameters, derived, constants = counts
+    if parameters != len(op.param_names):
+        raise RuntimeError(f"{op.native}.c: {name} takes {parameters} parameters, the op {len(op.param_names)}")
+    if constants != len(op.native_constants):
+        raise RuntimeError(f"{op.native}.c: {name} reads {constants} constants, the op has {len(op.native_constants)}")
+    return lib, derived
 
 
 def _op_constants(op: ElementwiseOp) -> Tensor:
@@ -86,7 +92,7 @@ def _runs(layout: Layout, x: Tensor) -> tuple[int, int, bool]:
 
 def _prepare(op: ElementwiseOp, layout: Layout, x: Tensor, params: Sequence[Tensor]):
     """(library, parts, run arguments, parameter table, derived table, constants) for one call."""
-    lib = _typed(op)
+    lib, derived_count = _typed(op)
     channels = layout.channels
     # The parameters arrive in float32, in canonical shape (layout.params): one (P, channels) table.
     if len(params) == 1:
@@ -94,7 +100,6 @@ def _prepare(op: ElementwiseOp, layout: Layout, x: Tensor, params: Sequence[Tens
     else:
         table = torch.stack([p.reshape(channels) for p in params]) if params else _EMPTY
     constants = _op_constants(op)
-    derived_count = getattr(lib, f"_actlab_typed_{op.name}")[1]
     derived = _EMPTY
     if derived_count:
         derived = torch.empty(derived_count * channels, dtype=torch.float32)
