@@ -15,8 +15,6 @@
 /* The largest degree any instantiation may use (the monomial arrays' size). */
 #define PAU_MAX_DEGREE 8
 
-static inline float pau_sign(float v) { return (float)((v > 0.0f) - (v < 0.0f)); }
-
 /* Per channel, from (a_0..a_m, b_1..b_n): |b_k| and sign(b_k). Not k·|b_k| and j·a_j as well: the
  * elementwise loops copy a channel's derived values with a loop of Q iterations, which gcc unrolls
  * completely (and so vectorises the "cols" loops around it) only up to 16; in "shared" and "rows"
@@ -25,7 +23,7 @@ static inline float pau_sign(float v) { return (float)((v > 0.0f) - (v < 0.0f));
 static inline __attribute__((always_inline)) void pau_derive(const float *p, float *q, const int m, const int n) {
     for (int k = 1; k <= n; k++) {
         q[k - 1] = __builtin_fabsf(p[m + k]);
-        q[n + k - 1] = pau_sign(p[m + k]);
+        q[n + k - 1] = sign_of(p[m + k]);
     }
 }
 
@@ -44,7 +42,7 @@ static inline __attribute__((always_inline)) void pau_monomials(float x, const i
     for (int i = 1; i <= top; i++) xp[i] = xp[i - 1] * x;
     for (int i = 1; i <= n; i++) tp[i] = tp[i - 1] * t;
     /* sign(x)^n: 1 for even n; |x| > 1 where it is used, so never sign(0) */
-    float sign_n = n % 2 ? pau_sign(x) : 1.0f;
+    float sign_n = n % 2 ? sign_of(x) : 1.0f;
     for (int j = 0; j <= top; j++) signed_[j] = big ? sign_n * (j >= n ? xp[j - n] : tp[n - j]) : xp[j];
     for (int k = 0; k <= n; k++) absolute[k] = __builtin_fabsf(signed_[k]);
 }
@@ -90,7 +88,7 @@ static inline __attribute__((always_inline)) float pau_partials(float x, const f
     for (int j = 2; j <= m; j++) d_num += ((float)j * p[j]) * signed_[j - 1];
     float d_den = abs_b[0] * absolute[0];
     for (int k = 2; k <= n; k++) d_den += ((float)k * abs_b[k - 1]) * absolute[k - 1];
-    d_den = pau_sign(x) * d_den;
+    d_den = sign_of(x) * d_den;
     for (int j = 0; j <= m; j++) d[j] = signed_[j] * inv_den;
     for (int k = 1; k <= n; k++) d[m + k] = -r * sign_b[k - 1] * absolute[k] * inv_den;
     return (d_num - r * d_den) * inv_den;

@@ -31,8 +31,6 @@ static inline float distance_from_unit(float u) {
     return d > 0.0f ? d : 0.0f;
 }
 
-static inline float sign_of(float u) { return (float)((u > 0.0f) - (u < 0.0f)); }
-
 static inline float clamp_unit(float u) { return u < 0.0f ? 0.0f : (u > 1.0f ? 1.0f : u); }
 
 static inline float propagate_nan(float u, float v) { return u == u ? v : u; }

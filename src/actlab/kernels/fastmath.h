@@ -30,6 +30,10 @@ static inline float exp_nonpositive(float x) {
     return x < -87.0f ? 0.0f : p * two_n;
 }
 
+/* sign(u): -1, 0 or 1, and 0 for NaN (torch.sign keeps it: callers that need the NaN select it
+ * once at the end, since chains of NaN-preserving selects keep gcc from vectorising). */
+static inline float sign_of(float u) { return (float)((u > 0.0f) - (u < 0.0f)); }
+
 /* e^{-|x|} (never overflows): the one exponential that the sigmoid, softplus and most
  * activations' fused forms are built from (actlab._math.exp_of_minus_abs). */
 static inline float exp_minus_abs(float x) { return exp_nonpositive(x < 0.0f ? x : -x); }
