@@ -19,7 +19,7 @@
  * channel i. Parameters and derived values are (P, channels) and (Q, channels) arrays. A part
  * (parallel.h) covers runs [first, first + runs), elements [offset, offset + length) of each.
  * Parameter gradients are summed per part into P·channels doubles: in "shared" and "rows" over
- * blocks of ELEMENTWISE_BLOCK elements in float32 first, in "cols" element by element.
+ * blocks of ELEMENTWISE_BLOCK elements in float32 lanes first, in "cols" element by element.
  */
 #ifndef ACTLAB_ELEMENTWISE_H
 #define ACTLAB_ELEMENTWISE_H
@@ -31,19 +31,22 @@
 
 #define ELEMENTWISE_BLOCK 512
 
-/* Σ s[i], i < m, in ELEMENTWISE_SUM_LANES independent float lanes (four vectors with AVX-512): one
- * vector accumulator waits on each addition in turn (PAU's ten parameter sums: about 1.3 ms of a
- * 2^22 backward). */
-#define ELEMENTWISE_SUM_LANES 64
-static inline float elementwise_sum(const float *restrict s, int64_t m) {
-    float lanes[ELEMENTWISE_SUM_LANES] = {0};
-    int64_t i = 0;
-    for (; i + ELEMENTWISE_SUM_LANES <= m; i += ELEMENTWISE_SUM_LANES)
-        for (int l = 0; l < ELEMENTWISE_SUM_LANES; l++) lanes[l] += s[i + l];
-    for (; i < m; i++) lanes[0] += s[i];
-    float total = 0.0f;
-    for (int l = 0; l < ELEMENTWISE_SUM_LANES; l++) total += lanes[l];
-    return total;
+/* Parameter shares are summed in ELEMENTWISE_LANES float lanes of a GCC vector type, one register
+ * per parameter, beside the loop that computes them. Before, a block's shares were stored and then
+ * summed by loops of their own: PAU's ten parameters took 6.4 of its 10.1 ms backward at 2^22
+ * elements, 2.6-3.4 ms with the lanes (C harness, one thread). At most ELEMENTWISE_BLOCK elements
+ * are summed in float (32 per lane), each block's total then added in double. */
+#define ELEMENTWISE_LANES 16
+typedef float elementwise_lanes __attribute__((vector_size(4 * ELEMENTWISE_LANES)));
+
+/* Σ lanes, pairwise (a chain of additions one after the other cost the sums above a quarter of their
+ * time). */
+static inline float elementwise_lanes_total(const elementwise_lanes *v) {
+    float s[ELEMENTWISE_LANES];
+    memcpy(s, v, sizeof s);
+    for (int w = ELEMENTWISE_LANES / 2; w > 0; w /= 2)
+        for (int l = 0; l < w; l++) s[l] += s[l + w];
+    return s[0];
 }
 
 /* out[j] = table[j·channels + at], j < count: one channel's parameters or derived values, from a
@@ -89,23 +92,43 @@ static inline void elementwise_channel(const float *restrict table, int64_t chan
         }                                                                                                             \
     }                                                                                                                 \
                                                                                                                       \
-    /* One run's block of m <= ELEMENTWISE_BLOCK elements, the parameters' shares summed into acc            \
-     * (accumulate: a constant). The shares go to the stack (L1) and are summed by loops of their own: gcc 12      \
-     * keeps neither lanes nor an omp simd array reduction in registers inside the main loop (backward 2x         \
-     * slower). */                                                                                                  \
-    static inline __attribute__((always_inline)) void NAME##_backward_block(                                         \
-        const float *restrict xb, const float *restrict gb, float *restrict gxb, const float *p, const float *q,     \
+    /* One run's block of m <= ELEMENTWISE_BLOCK elements, the parameters' shares summed into acc                     \
+     * (accumulate: a constant). ELEMENTWISE_LANES elements at a time: gcc vectorises that inner loop into            \
+     * one iteration, whose shares go through the stack (L1) into the lanes. */                                       \
+    static inline __attribute__((always_inline)) void NAME##_backward_block(                                          \
+        const float *restrict xb, const float *restrict gb, float *restrict gxb, const float *p, const float *q,      \
         const float *restrict k, int64_t m, float *restrict acc, const int accumulate) {                              \
-        float shares[(P) + 1][ELEMENTWISE_BLOCK];                                                                     \
-        for (int64_t i = 0; i < m; i++) {                                                                             \
+        if (!accumulate) {                                                                                            \
+            for (int64_t i = 0; i < m; i++) {                                                                         \
+                float d[(P) + 1];                                                                                     \
+                gxb[i] = gb[i] * NAME##_partials(xb[i], p, q, k, d);                                                  \
+            }                                                                                                         \
+            return;                                                                                                   \
+        }                                                                                                             \
+        elementwise_lanes lanes[(P) + 1];                                                                             \
+        for (int j = 0; j < (P); j++) lanes[j] = (elementwise_lanes){0};                                              \
+        int64_t i0 = 0;                                                                                               \
+        for (; i0 + ELEMENTWISE_LANES <= m; i0 += ELEMENTWISE_LANES) {                                                \
+            float shares[(P) + 1][ELEMENTWISE_LANES];                                                                 \
+            for (int l = 0; l < ELEMENTWISE_LANES; l++) {                                                             \
+                float d[(P) + 1];                                                                                     \
+                float gi = gb[i0 + l];                                                                                \
+                gxb[i0 + l] = gi * NAME##_partials(xb[i0 + l], p, q, k, d);                                           \
+                for (int j = 0; j < (P); j++) shares[j][l] = gi * d[j];                                               \
+            }                                                                                                         \
+            for (int j = 0; j < (P); j++) {                                                                           \
+                elementwise_lanes v;                                                                                  \
+                memcpy(&v, shares[j], sizeof v);                                                                      \
+                lanes[j] += v;                                                                                        \
+            }                                                                                                         \
+        }                                                                                                             \
+        for (int64_t i = i0; i < m; i++) {                                                                            \
             float d[(P) + 1];                                                                                         \
             float gi = gb[i];                                                                                         \
             gxb[i] = gi * NAME##_partials(xb[i], p, q, k, d);                                                         \
-            if (accumulate)                                                                                           \
-                for (int j = 0; j < (P); j++) shares[j][i] = gi * d[j];                                               \
+            for (int j = 0; j < (P); j++) lanes[j][0] += gi * d[j];                                                   \
         }                                                                                                             \
-        if (accumulate)                                                                                               \
-            for (int j = 0; j < (P); j++) acc[j] = elementwise_sum(shares[j], m);                                     \
+        for (int j = 0; j < (P); j++) acc[j] = elementwise_lanes_total(&lanes[j]);                                    \
     }                                                                                                                 \
                                                                                                                       \
     /* One row of "cols" (m channels from channel c0), each parameter's share added to its channel's sum        \
