@@ -132,9 +132,13 @@ def test_ditac_and_slaf_modules_take_the_native_backend_name():
     m.backend = "native"
     torch.testing.assert_close(m(x), expected, rtol=1e-5, atol=1e-5)
     slaf = actlab.SLAF()
+    expected = slaf(x)
     slaf.backend = "native"
-    with pytest.raises(ValueError, match="slaf: no native C kernels"):
-        slaf(x)
+    torch.testing.assert_close(slaf(x), expected, rtol=1e-5, atol=1e-5)
+    chebyshev = actlab.SLAFChebyshev()
+    chebyshev.backend = "native"
+    with pytest.raises(ValueError, match="slaf: backend='native' has C kernels for the normalised power basis only"):
+        chebyshev(x)
 
 
 def test_a_library_that_cannot_be_built_falls_back_under_auto_and_raises_when_asked_for(zorro_op, monkeypatch):

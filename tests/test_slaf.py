@@ -507,6 +507,220 @@ def test_compiled_saves_what_fused_saves():
     assert saved_input_multiples(m, x) == fused <= 2.0
 
 
+# --------------------------------------------------------------------------------------
+# Native C kernels (backend "native": the normalised power basis, float32 CPU)
+# --------------------------------------------------------------------------------------
+from actlab.activations import slaf_native  # noqa: E402
+from actlab.kernels import native as native_build  # noqa: E402
+
+
+def _train_step(m: SLAF, x: torch.Tensor, g: torch.Tensor, backend: str):
+    m.backend = backend
+    xi = x.clone().requires_grad_()
+    y = m(xi)
+    y.backward(g)
+    return [y, xi.grad, *(p.grad for p in m.parameters()), m.running_mean.clone(), m.running_std.clone()]
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize(
+    "channels", [(1, 1), (4, 4), (1, 4), (4, 1)], ids=["shared", "per-channel", "w-shared", "stats-shared"]
+)
+@pytest.mark.parametrize("degree", [1, 4, 9])  # 9: past the kernels' unrolled degrees
+def test_native_matches_fused_in_float32(training, channels, degree):
+    """Values, every gradient and the running statistics of a step, against the eager fused path."""
+    x = torch.randn(6, 4, 5, 7, generator=torch.Generator().manual_seed(20)) * 2 + 0.5
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(21))
+    results = []
+    for backend in ("fused", "native"):
+        torch.manual_seed(0)
+        m = SLAF(degree=degree, num_parameters=channels[0], num_features=channels[1])
+        with torch.no_grad():
+            m.running_mean.normal_(0, 0.5)
+            m.running_std.uniform_(0.5, 2.0)
+        m.train(training)
+        results.append(_train_step(m, x, g, backend))
+    names = ["y", "dx", "dweight", "dbias", "running_mean", "running_std"]
+    for name, got, expected in zip(names, results[1], results[0]):
+        scale = expected.abs().max().item()
+        torch.testing.assert_close(
+            got, expected, rtol=2e-5, atol=2e-6 * max(scale, 1.0), msg=lambda m, n=name: f"{n}: {m}"
+        )
+
+
+def test_auto_takes_the_native_kernels_where_they_apply(monkeypatch):
+    """float32 CPU inputs from the elementwise ops' threshold (no compile to repay), with channels not
+    last in memory; not float64, not channels-last per-channel inputs, not the other routines or
+    degrees beyond the kernels', not while tracing."""
+    monkeypatch.setattr(dispatch, "_disabled", {})
+    monkeypatch.setattr(dispatch, "NATIVE_THRESHOLD", 24)
+    ran = []
+    run = slaf_native.run
+    monkeypatch.setattr(slaf_native, "run", lambda name, *args: ran.append(name) or run(name, *args))
+    SLAF(num_parameters=4)(torch.randn(1, 4, 5))  # 20 elements
+    assert ran == []
+    monkeypatch.setattr(dispatch, "NATIVE_THRESHOLD", 0)
+    m = SLAF(num_parameters=4)
+    m(torch.randn(2, 4, 3))
+    assert ran == ["slaf_power_moments", "slaf_power_centred"]
+    ran.clear()
+    m.eval()
+    m(torch.randn(2, 4, 3))
+    assert ran == ["slaf_power_polynomial"]
+    ran.clear()
+    SLAF(num_parameters=4, dtype=torch.float64)(torch.randn(2, 4, 3, dtype=torch.float64))
+    SLAF(num_parameters=4, channel_dim=-1)(torch.randn(2, 3, 4))  # (N, L, C): channels last
+    SLAFChebyshev()(torch.randn(2, 4, 3))
+    SLAF(normalize=False)(torch.randn(2, 4, 3))
+    SLAF(degree=slaf_native.MAX_DEGREE + 1)(torch.randn(2, 4, 3))
+    assert ran == []
+    SLAF(channel_dim=-1)(torch.randn(2, 3, 4))  # shared values: any layout
+    assert ran == ["slaf_power_moments", "slaf_power_centred"]
+    ran.clear()
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    SLAF()(torch.randn(2, 4, 3))
+    assert ran == []
+
+
+def test_an_explicit_native_request_that_cannot_be_met_says_what_to_use():
+    x = torch.randn(2, 3, 4)
+    with pytest.raises(ValueError, match="normalised power basis only"):
+        slaf(
+            x,
+            torch.randn(1, 3),
+            torch.zeros(1),
+            basis="chebyshev",
+            normalize="max",
+            backend="native",
+            scale=torch.ones(1),
+            offset=torch.zeros(1),
+            running_max=torch.ones(1),
+        )
+    m = SLAF(num_parameters=4, channel_dim=-1)
+    m.backend = "native"
+    with pytest.raises(ValueError, match="channels not last in memory"):
+        m(torch.randn(2, 3, 4))
+    m = SLAF(num_parameters=3, dtype=torch.float64)
+    m.backend = "native"
+    with pytest.raises(ValueError, match="supports float32"):
+        m(x.double())
+
+
+def test_native_handles_strided_and_channels_last_inputs_like_fused():
+    base = torch.randn(4, 6, 10, 10, generator=torch.Generator().manual_seed(22))
+    for x in (base[:, :, ::2], base.to(memory_format=torch.channels_last)):
+        g = torch.randn(x.shape, generator=torch.Generator().manual_seed(23))
+        results = []
+        for backend in ("fused", "native"):
+            torch.manual_seed(0)
+            m = SLAF(degree=3)  # shared: channels-last memory is one run
+            results.append(_train_step(m, x, g, backend))
+        for a, b in zip(results[1], results[0]):
+            torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5)
+        assert results[1][0].stride() == results[0][0].stride()
+
+
+def test_native_nan_and_inf_stay_in_their_group_as_in_fused():
+    x = torch.randn(3, 4, 6, generator=torch.Generator().manual_seed(24))
+    x[1, 2, 3] = float("nan")
+    x[0, 1, 0] = float("inf")
+    outputs = []
+    for backend in ("fused", "native"):
+        torch.manual_seed(0)
+        m = SLAF(num_parameters=4)
+        m.backend = backend
+        outputs.append(m(x))
+    expected, y = outputs
+    torch.testing.assert_close(y, expected, rtol=2e-5, atol=2e-5, equal_nan=True)
+    assert torch.isnan(y[:, 2]).all() and torch.isfinite(y[:, [0, 3]]).all()
+
+
+def test_native_moments_keep_a_small_variance_around_a_large_mean():
+    """Chan's merge in double: the variance of x^p for x = 1000 + 0.01·N(0, 1) (relative spread 1e-5)
+    against float64. A float32 Σx² - (Σx)²/n would have no correct digit left."""
+    x = 1000 + 0.01 * torch.randn(4, 3, 4096, generator=torch.Generator().manual_seed(25), dtype=torch.float64)
+    e, means, variances = slaf_native._moments(x.float(), k=3, dims=(0, 2))
+    u = x * torch.exp2(-e.double())
+    for p in range(3):
+        expected = (u ** (p + 1)).var(dim=(0, 2), correction=0, keepdim=True)
+        torch.testing.assert_close(variances[..., p].double(), expected, rtol=2e-2, atol=0)
+        torch.testing.assert_close(
+            means[..., p].double(), (u ** (p + 1)).mean(dim=(0, 2), keepdim=True), rtol=1e-6, atol=0
+        )
+
+
+@pytest.mark.parametrize("openmp", [False, True])
+def test_native_parts_merge_to_the_single_thread_result(monkeypatch, openmp):
+    """Two parts per call (per-part maxima, moments and sums merged in Python), on OpenMP threads
+    or on the pool; the same statistics and values as one part."""
+    lib = native_build.library(slaf_native.LIBRARY)
+    if openmp and not native_build.uses_openmp(lib):
+        pytest.skip("the kernels are not built with OpenMP here")
+    monkeypatch.setattr(native_build, "uses_openmp", lambda lib: openmp)
+    x = torch.randn(4, 2, 3 * slaf_native.GRAIN // 4, generator=torch.Generator().manual_seed(26)) * 3
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(27))
+    previous = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            assert len(native_build.element_parts(8, x.shape[-1], grain=slaf_native.GRAIN)) == threads
+            for per_channel in (1, 2):
+                torch.manual_seed(0)
+                results.append(_train_step(SLAF(degree=5, num_parameters=per_channel), x, g, "native"))
+    finally:
+        torch.set_num_threads(previous)
+    for two, one in zip(results[:2], results[2:]):
+        for a, b in zip(two, one):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_native_that_cannot_be_built_falls_back_under_auto_and_raises_when_asked_for(monkeypatch):
+    def no_compiler(name):
+        raise dispatch.KernelUnavailable(f"native kernel {name!r}") from FileNotFoundError("no C compiler found")
+
+    monkeypatch.setattr(native_build, "library", no_compiler)
+    monkeypatch.setattr(dispatch, "_disabled", {})
+    monkeypatch.setattr(dispatch, "NATIVE_THRESHOLD", 0)
+    x = torch.randn(4, 3, 5)
+    torch.manual_seed(0)
+    m = SLAF(num_parameters=3)
+    m.backend = "fused"
+    expected = m(x)
+    torch.manual_seed(0)
+    m = SLAF(num_parameters=3)
+    m.backend = "native"
+    with pytest.raises(dispatch.KernelUnavailable):
+        m(x)
+    torch.manual_seed(0)
+    m = SLAF(num_parameters=3)
+    with pytest.warns(RuntimeWarning, match="'native' kernels could not be built"):
+        got = m(x)
+    torch.testing.assert_close(got, expected)
+
+
+def test_native_saves_what_fused_saves():
+    x = torch.randn(4, 8, 8, 8, requires_grad=True)
+    m = SLAF(degree=8, num_parameters=8)
+    m.backend = "fused"
+    fused = saved_input_multiples(m, x)
+    m.backend = "native"
+    assert saved_input_multiples(m, x) == fused <= 2.0
+
+
+def test_native_double_backward_runs_the_eager_stages():
+    """create_graph=True: the backward's stages run as differentiable torch ops (as for every kernel)."""
+    x = torch.randn(3, 2, 5, dtype=torch.float32, requires_grad=True)
+    grads = []
+    for backend in ("fused", "native"):
+        torch.manual_seed(0)
+        m = SLAF(degree=3, num_parameters=2)
+        m.backend = backend
+        (gx,) = torch.autograd.grad(m(x).square().sum(), x, create_graph=True)
+        grads.append(torch.autograd.grad(gx.sum(), x)[0])
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-4)
+
+
 def test_global_backend_reference_is_honoured():
     x = torch.randn(4, 8, 8, requires_grad=True)
     m = SLAF(degree=6, num_parameters=8)
@@ -520,7 +734,7 @@ def test_global_backend_reference_is_honoured():
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "degree,backend",
-    [(d, b) for d in (2, 4, 6, 8) for b in ("fused", "reference")]
+    [(d, b) for d in (2, 4, 6, 8) for b in ("fused", "reference", "native")]
     + [pytest.param(8, "compiled", marks=pytest.mark.compile)],
 )
 def test_large_inputs_finite_and_accurate_with_normalisation(degree, backend):
@@ -572,7 +786,7 @@ def test_overflowing_polynomial_is_inf_not_nan():
     assert not torch.isnan(x.grad).any()
 
 
-@pytest.mark.parametrize("backend", ["fused", pytest.param("compiled", marks=pytest.mark.compile)])
+@pytest.mark.parametrize("backend", ["fused", "native", pytest.param("compiled", marks=pytest.mark.compile)])
 def test_normalised_training_finite_at_float32_extremes_and_eval_saturates_to_inf(backend):
     torch.manual_seed(16)
     big = torch.finfo(torch.float32).max

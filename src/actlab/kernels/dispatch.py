@@ -160,6 +160,13 @@ def _native_usable(op: ElementwiseOp, x: Tensor) -> bool:
     return "native" not in _disabled and native_elementwise.supports(op, x)
 
 
+def native_enabled() -> bool:
+    """Whether ``"auto"`` may take native C kernels now: not disabled by a failed build, not while
+    ``torch.compile`` traces or an exporter runs (a foreign call is opaque to both). For activations
+    that apply their own rule for ``"native"`` (see :func:`choose`)."""
+    return "native" not in _disabled and not torch.compiler.is_compiling() and not _is_exporting()
+
+
 def _check_native_request(op: ElementwiseOp | str, x: Tensor, native: bool) -> None:
     name = op if isinstance(op, str) else op.name
     if not (native if isinstance(op, str) else op.native is not None):
