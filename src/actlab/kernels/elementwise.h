@@ -13,6 +13,16 @@
  * op's fused torch forms, which the tests hold it against. The three need to be branch-free
  * (selects, not ifs), so that gcc vectorises the loops that inline them.
  *
+ * Where the P partials are per-element terms times per-channel factors (Zorro's hump: ∂T/∂a =
+ * -(τ + b·σ), ∂T/∂b = -a·σ), a family may define instead of NAME_partials
+ *
+ *   static inline float NAME_shares(float x, const float *p, const float *q, const float *k, float *s);
+ *   static inline void  NAME_combine(const float *s, const float *p, const float *q, const float *k, float *d);
+ *
+ * (NAME_shares returns ∂y/∂x and writes the S per-element terms; NAME_combine, linear in s, makes
+ * the P partials of them) and expands ELEMENTWISE_KERNELS_OF_SHARES(NAME, P, S, Q, K): the terms
+ * are summed over a block and combined once per block, not once per element.
+ *
  * Inputs are the canonical views of actlab.kernels.layout, contiguous: "shared" and "rows" are runs
  * of ``inner`` elements, run r belonging to channel r mod channels (shared: one channel); "cols"
  * (``cols`` = 1) are rows of ``inner`` = channels elements, element i of a row belonging to
@@ -56,7 +66,7 @@ static inline void elementwise_channel(const float *restrict table, int64_t chan
     for (int j = 0; j < count; j++) out[j] = table[j * channels + at];
 }
 
-#define ELEMENTWISE_KERNELS(NAME, P, Q, K)                                                                               \
+#define ELEMENTWISE_KERNELS_OF_SHARES(NAME, P, S, Q, K)                                                                             \
     /* Once per call, before the parts (each part reads every channel's values in "cols"). */                      \
     void NAME##_derive_all(const float *restrict params, float *restrict derived, const float *restrict k,           \
                            int64_t channels) {                                                                        \
@@ -92,7 +102,7 @@ static inline void elementwise_channel(const float *restrict table, int64_t chan
         }                                                                                                             \
     }                                                                                                                 \
                                                                                                                       \
-    /* One run's block of m <= ELEMENTWISE_BLOCK elements, the parameters' shares summed into acc                     \
+    /* One run's block of m <= ELEMENTWISE_BLOCK elements, the parameters' gradients summed into acc                  \
      * (accumulate: a constant). ELEMENTWISE_LANES elements at a time: gcc vectorises that inner loop into            \
      * one iteration, whose shares go through the stack (L1) into the lanes. */                                       \
     static inline __attribute__((always_inline)) void NAME##_backward_block(                                          \
@@ -100,51 +110,55 @@ static inline void elementwise_channel(const float *restrict table, int64_t chan
         const float *restrict k, int64_t m, float *restrict acc, const int accumulate) {                              \
         if (!accumulate) {                                                                                            \
             for (int64_t i = 0; i < m; i++) {                                                                         \
-                float d[(P) + 1];                                                                                     \
-                gxb[i] = gb[i] * NAME##_partials(xb[i], p, q, k, d);                                                  \
+                float s[(S) + 1];                                                                                     \
+                gxb[i] = gb[i] * NAME##_shares(xb[i], p, q, k, s);                                                    \
             }                                                                                                         \
             return;                                                                                                   \
         }                                                                                                             \
-        elementwise_lanes lanes[(P) + 1];                                                                             \
-        for (int j = 0; j < (P); j++) lanes[j] = (elementwise_lanes){0};                                              \
+        elementwise_lanes lanes[(S) + 1];                                                                             \
+        for (int j = 0; j < (S); j++) lanes[j] = (elementwise_lanes){0};                                              \
         int64_t i0 = 0;                                                                                               \
         for (; i0 + ELEMENTWISE_LANES <= m; i0 += ELEMENTWISE_LANES) {                                                \
-            float shares[(P) + 1][ELEMENTWISE_LANES];                                                                 \
+            float shares[(S) + 1][ELEMENTWISE_LANES];                                                                 \
             for (int l = 0; l < ELEMENTWISE_LANES; l++) {                                                             \
-                float d[(P) + 1];                                                                                     \
+                float s[(S) + 1];                                                                                     \
                 float gi = gb[i0 + l];                                                                                \
-                gxb[i0 + l] = gi * NAME##_partials(xb[i0 + l], p, q, k, d);                                           \
-                for (int j = 0; j < (P); j++) shares[j][l] = gi * d[j];                                               \
+                gxb[i0 + l] = gi * NAME##_shares(xb[i0 + l], p, q, k, s);                                             \
+                for (int j = 0; j < (S); j++) shares[j][l] = gi * s[j];                                               \
             }                                                                                                         \
-            for (int j = 0; j < (P); j++) {                                                                           \
+            for (int j = 0; j < (S); j++) {                                                                           \
                 elementwise_lanes v;                                                                                  \
                 memcpy(&v, shares[j], sizeof v);                                                                      \
                 lanes[j] += v;                                                                                        \
             }                                                                                                         \
         }                                                                                                             \
         for (int64_t i = i0; i < m; i++) {                                                                            \
-            float d[(P) + 1];                                                                                         \
+            float s[(S) + 1];                                                                                         \
             float gi = gb[i];                                                                                         \
-            gxb[i] = gi * NAME##_partials(xb[i], p, q, k, d);                                                         \
-            for (int j = 0; j < (P); j++) lanes[j][0] += gi * d[j];                                                   \
+            gxb[i] = gi * NAME##_shares(xb[i], p, q, k, s);                                                           \
+            for (int j = 0; j < (S); j++) lanes[j][0] += gi * s[j];                                                   \
         }                                                                                                             \
-        for (int j = 0; j < (P); j++) acc[j] = elementwise_lanes_total(&lanes[j]);                                    \
+        float totals[(S) + 1];                                                                                        \
+        for (int j = 0; j < (S); j++) totals[j] = elementwise_lanes_total(&lanes[j]);                                 \
+        NAME##_combine(totals, p, q, k, acc);                                                                         \
     }                                                                                                                 \
                                                                                                                       \
-    /* One row of "cols" (m channels from channel c0), each parameter's share added to its channel's sum        \
-     * (accumulate: a constant). */                                                                                 \
-    static inline __attribute__((always_inline)) void NAME##_backward_row(                                           \
-        const float *restrict xb, const float *restrict gb, float *restrict gxb, const float *restrict params,       \
-        const float *restrict derived, const float *restrict k, double *restrict sums, int64_t c0, int64_t m,       \
+    /* One row of "cols" (m channels from channel c0), each parameter's share added to its channel's sum              \
+     * (accumulate: a constant). */                                                                                   \
+    static inline __attribute__((always_inline)) void NAME##_backward_row(                                            \
+        const float *restrict xb, const float *restrict gb, float *restrict gxb, const float *restrict params,        \
+        const float *restrict derived, const float *restrict k, double *restrict sums, int64_t c0, int64_t m,         \
         int64_t channels, const int accumulate) {                                                                     \
         for (int64_t i = 0; i < m; i++) {                                                                             \
-            float p[(P) + 1], q[(Q) + 1], d[(P) + 1];                                                                 \
+            float p[(P) + 1], q[(Q) + 1], s[(S) + 1], d[(P) + 1];                                                     \
             elementwise_channel(params, channels, c0 + i, (P), p);                                                    \
             elementwise_channel(derived, channels, c0 + i, (Q), q);                                                   \
             float gi = gb[i];                                                                                         \
-            gxb[i] = gi * NAME##_partials(xb[i], p, q, k, d);                                                         \
-            if (accumulate)                                                                                           \
-                for (int j = 0; j < (P); j++) sums[j * channels + c0 + i] += (double)(gi * d[j]);                    \
+            gxb[i] = gi * NAME##_shares(xb[i], p, q, k, s);                                                           \
+            if (accumulate) {                                                                                         \
+                NAME##_combine(s, p, q, k, d);                                                                        \
+                for (int j = 0; j < (P); j++) sums[j * channels + c0 + i] += (double)(gi * d[j]);                     \
+            }                                                                                                         \
         }                                                                                                             \
     }                                                                                                                 \
                                                                                                                       \
@@ -195,5 +209,15 @@ static inline void elementwise_channel(const float *restrict table, int64_t chan
     int32_t NAME##_parameter_count(void) { return (P); }                                                              \
     int32_t NAME##_derived_count(void) { return (Q); }                                                                \
     int32_t NAME##_constant_count(void) { return (K); }
+
+/* The kernels of an op whose NAME_partials are its shares: S = P, combined as they are. */
+#define ELEMENTWISE_KERNELS(NAME, P, Q, K)                                                                            \
+    static inline float NAME##_shares(float x, const float *p, const float *q, const float *k, float *s) {           \
+        return NAME##_partials(x, p, q, k, s);                                                                       \
+    }                                                                                                                \
+    static inline void NAME##_combine(const float *s, const float *p, const float *q, const float *k, float *d) {    \
+        for (int j = 0; j < (P); j++) d[j] = s[j];                                                                   \
+    }                                                                                                                \
+    ELEMENTWISE_KERNELS_OF_SHARES(NAME, P, P, Q, K)
 
 #endif
