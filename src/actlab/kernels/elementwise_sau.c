@@ -31,13 +31,20 @@ static inline float sau_value(float x, const float *p, const float *q, const flo
     return x * (1.0f - q[1] * tail) + q[2] * density;
 }
 
-/* sau._derivatives: ∂/∂x = 1 - (1-α)Φ(-x/σ), ∂/∂α = x·Φ(-x/σ) - σ·φ(x/σ), ∂/∂σ = (1-α)·φ(x/σ) */
-static inline float sau_partials(float x, const float *p, const float *q, const float *k, float *d) {
+/* sau._derivatives: ∂/∂x = 1 - (1-α)Φ(-x/σ), ∂/∂α = x·Φ(-x/σ) - σ·φ(x/σ), ∂/∂σ = (1-α)·φ(x/σ);
+ * the parameters' terms x·Φ(-x/σ) and φ(x/σ) are summed, their factors σ and 1-α applied once per
+ * block (elementwise.h, ELEMENTWISE_KERNELS_OF_SHARES). */
+static inline float sau_shares(float x, const float *p, const float *q, const float *k, float *s) {
     float density;
     float tail = sau_tail(x, q, &density);
-    d[0] = x * tail - p[1] * density;
-    d[1] = q[1] * density;
+    s[0] = x * tail;
+    s[1] = density;
     return 1.0f - q[1] * tail;
 }
 
-ELEMENTWISE_KERNELS(sau, 2, 3, 0)
+static inline void sau_combine(const float *s, const float *p, const float *q, const float *k, float *d) {
+    d[0] = s[0] - p[1] * s[1];
+    d[1] = q[1] * s[1];
+}
+
+ELEMENTWISE_KERNELS_OF_SHARES(sau, 2, 2, 3, 0)

@@ -42,15 +42,23 @@ static inline float sqish_value(float x, const float *p, const float *q, const f
     return p[0] * x + q[2] * x * s;
 }
 
-/* sqish._derivatives (x·s·σ(w) is bounded, so the products are formed after it) */
-static inline float sqish_partials(float x, const float *p, const float *q, const float *k, float *d) {
+/* sqish._derivatives (x·s·σ(w) is bounded, so the products are formed after it): ∂/∂α = x(1 - s) -
+ * cγ·x·xsσ, ∂/∂β = -c/(2β)·xsσ, ∂/∂γ = c²·x·xsσ, summed as the terms x(1 - s), x·xsσ and xsσ and
+ * multiplied by the per-channel factors once per block (elementwise.h, ELEMENTWISE_KERNELS_OF_SHARES). */
+static inline float sqish_shares(float x, const float *p, const float *q, const float *k, float *s) {
     float sigmoid_w;
-    float s = sqish_gate(x, q, &sigmoid_w);
-    float xs_sig = x * s * sigmoid_w;
-    d[0] = x * (1.0f - s) - q[1] * x * xs_sig;
-    d[1] = q[4] * xs_sig;
-    d[2] = q[5] * x * xs_sig;
-    return p[0] + q[2] * s + q[3] * xs_sig;
+    float gate = sqish_gate(x, q, &sigmoid_w);
+    float xs_sig = x * gate * sigmoid_w;
+    s[0] = x * (1.0f - gate);
+    s[1] = x * xs_sig;
+    s[2] = xs_sig;
+    return p[0] + q[2] * gate + q[3] * xs_sig;
 }
 
-ELEMENTWISE_KERNELS(sqish, 3, 6, 0)
+static inline void sqish_combine(const float *s, const float *p, const float *q, const float *k, float *d) {
+    d[0] = s[0] - q[1] * s[1];
+    d[1] = q[4] * s[2];
+    d[2] = q[5] * s[1];
+}
+
+ELEMENTWISE_KERNELS_OF_SHARES(sqish, 3, 3, 6, 0)
