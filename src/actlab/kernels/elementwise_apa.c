@@ -15,14 +15,15 @@
 /* apa._KZ_LIMIT: beyond it APA is exactly 0 or 1 for any λ < 1e28. */
 #define KZ_LIMIT 1e30f
 
-/* Per channel (λ): ln λ, 1/λ and 1/λ² (apa._exponent's log, _apa_partials' inv_lam; libm: once per
- * channel). */
-#define APA_DERIVED 3
-static inline void lambda_derive(float lam, float *q) {
-    float inv_lam = 1.0f / lam;
-    q[0] = logf(lam);
+/* Per channel (λ, κ): ln λ, 1/λ, 1/λ² and κ/λ (apa._exponent's log, _apa_partials' inv_lam; libm: once
+ * per channel). */
+#define APA_DERIVED 4
+static inline void apa_derive(const float *p, float *q, const float *k) {
+    float inv_lam = 1.0f / p[0];
+    q[0] = logf(p[0]);
     q[1] = inv_lam;
     q[2] = inv_lam * inv_lam;
+    q[3] = p[1] * inv_lam;
 }
 
 /* -u = ln λ - κz for the partials (apa._exponent, negated: exact), with κz clamped below at -1e30
@@ -42,9 +43,11 @@ static inline float apa_gate(float z, float kappa, const float *q) {
     return exp_nonpositive(-softplus_from(w, exp_minus_abs(w)) * q[1]);
 }
 
-/* APA and its partials (apa._apa_partials). */
+/* APA, its x-partial and the terms of its parameter partials (apa._apa_partials): ∂/∂z = p·σ·κ/λ,
+ * ∂/∂λ = (softplus(-u)·p - p·σ)/λ², ∂/∂κ = p·σ·z/λ. The terms softplus(-u)·p - p·σ and p·σ·z are
+ * summed, 1/λ² and 1/λ applied once per block (elementwise.h, ELEMENTWISE_KERNELS_OF_SHARES). */
 typedef struct {
-    float p, dp_dz, dp_dlam, dp_dkappa;
+    float p, dp_dz, lam_term, kappa_term;
 } apa_parts;
 
 static inline apa_parts apa_parts_of(float z, float lam, float kappa, const float *q) {
@@ -58,42 +61,48 @@ static inline apa_parts apa_parts_of(float z, float lam, float kappa, const floa
     /* softplus(-u)·p as -λ·ln(p)·p: finite where softplus(-u) is huge and p = 0 */
     float sp_p = -lam * log_p * p;
     float ps = p * s;
-    float ps_over_lam = ps * q[1];
     o.p = p;
-    o.dp_dz = ps_over_lam * kappa;
-    o.dp_dkappa = ps_over_lam * z;
-    o.dp_dlam = (sp_p - ps) * q[2];
+    o.dp_dz = ps * q[3];
+    o.lam_term = sp_p - ps;
+    o.kappa_term = ps * z;
     return o;
 }
 
-/* APA (λ, κ) */
-static inline void apa_derive(const float *p, float *q, const float *k) { lambda_derive(p[0], q); }
+static inline void apa_combine(const float *s, const float *p, const float *q, const float *k, float *d) {
+    d[0] = s[0] * q[2];
+    d[1] = s[1] * q[1];
+}
 
+/* APA (λ, κ) */
 static inline float apa_value(float x, const float *p, const float *q, const float *k) {
     return apa_gate(x, p[1], q);
 }
 
-static inline float apa_partials(float x, const float *p, const float *q, const float *k, float *d) {
+static inline float apa_shares(float x, const float *p, const float *q, const float *k, float *s) {
     apa_parts o = apa_parts_of(x, p[0], p[1], q);
-    d[0] = o.dp_dlam;
-    d[1] = o.dp_dkappa;
+    s[0] = o.lam_term;
+    s[1] = o.kappa_term;
     return o.dp_dz;
 }
 
-ELEMENTWISE_KERNELS(apa, 2, APA_DERIVED, 0)
+ELEMENTWISE_KERNELS_OF_SHARES(apa, 2, 2, APA_DERIVED, 0)
 
-/* AGLU (λ, κ): z·APA(z) (apa._aglu_value, apa._aglu_derivatives) */
-static inline void aglu_derive(const float *p, float *q, const float *k) { lambda_derive(p[0], q); }
+/* AGLU (λ, κ): z·APA(z) (apa._aglu_value, apa._aglu_derivatives), its terms z times APA's */
+static inline void aglu_derive(const float *p, float *q, const float *k) { apa_derive(p, q, k); }
 
 static inline float aglu_value(float x, const float *p, const float *q, const float *k) {
     return x * apa_gate(x, p[1], q);
 }
 
-static inline float aglu_partials(float x, const float *p, const float *q, const float *k, float *d) {
+static inline float aglu_shares(float x, const float *p, const float *q, const float *k, float *s) {
     apa_parts o = apa_parts_of(x, p[0], p[1], q);
-    d[0] = x * o.dp_dlam;
-    d[1] = x * o.dp_dkappa;
+    s[0] = x * o.lam_term;
+    s[1] = x * o.kappa_term;
     return o.p + x * o.dp_dz;
 }
 
-ELEMENTWISE_KERNELS(aglu, 2, APA_DERIVED, 0)
+static inline void aglu_combine(const float *s, const float *p, const float *q, const float *k, float *d) {
+    apa_combine(s, p, q, k, d);
+}
+
+ELEMENTWISE_KERNELS_OF_SHARES(aglu, 2, 2, APA_DERIVED, 0)
