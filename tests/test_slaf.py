@@ -637,13 +637,13 @@ def test_native_nan_and_inf_stay_in_their_group_as_in_fused():
 
 def test_native_moments_keep_a_small_variance_around_a_large_mean():
     """Chan's merge in double: the variance of x^p for x = 1000 + 0.01·N(0, 1) (relative spread 1e-5)
-    against float64. A float32 Σx² - (Σx)²/n would have no correct digit left."""
+    against float64 (8e-5 relative at most, measured). A float32 Σx² - (Σx)²/n is off by 150-1250×."""
     x = 1000 + 0.01 * torch.randn(4, 3, 4096, generator=torch.Generator().manual_seed(25), dtype=torch.float64)
     e, means, variances = slaf_native._moments(x.float(), k=3, dims=(0, 2))
     u = x * torch.exp2(-e.double())
     for p in range(3):
         expected = (u ** (p + 1)).var(dim=(0, 2), correction=0, keepdim=True)
-        torch.testing.assert_close(variances[..., p].double(), expected, rtol=2e-2, atol=0)
+        torch.testing.assert_close(variances[..., p].double(), expected, rtol=5e-4, atol=0)
         torch.testing.assert_close(
             means[..., p].double(), (u ** (p + 1)).mean(dim=(0, 2), keepdim=True), rtol=1e-6, atol=0
         )
