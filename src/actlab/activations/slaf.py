@@ -26,8 +26,11 @@ element for backward: about 3k input-sized tensors). The fast paths are
 coefficients) and recompute the basis in backward, with the closed-form batch-norm backward
 per basis element. Their passes over the input run either as eager PyTorch ops (``"fused"``)
 or as inductor kernels (``"compiled"``: the statistics of every basis element in one loop,
-the output in another), from the same functions. ``backend="auto"`` (the default) compiles
-from :func:`compile_threshold` elements on CPU and CUDA and stays eager below, under
+the output in another), from the same functions; for the normalised power basis on float32 CPU
+inputs also as actlab's C loops (``"native"``, :mod:`actlab.activations.slaf_native`).
+``backend="auto"`` (the default) takes the C loops where they apply from
+:data:`actlab.kernels.dispatch.NATIVE_THRESHOLD` elements, otherwise compiles from
+:func:`compile_threshold` elements on CPU and CUDA, and stays eager below, under
 ``torch.compile`` and for empty inputs (:func:`actlab.kernels.dispatch.choose`).
 
 Numerical safety of the normalised power basis: the variance of x^k overflows float32 for
@@ -813,9 +816,11 @@ def slaf(
         momentum: weight of the batch in the running averages (official: 1 - 0.99).
         eps: added to the variance of each basis element (official: 1e-8).
         backend: ``"reference"`` (plain ops, autograd), ``"fused"`` (custom autograd
-            Function, eager), ``"compiled"`` (the same Function with inductor kernels) or
-            ``"auto"`` (compiled from :func:`compile_threshold` elements, else fused);
-            ``None`` uses :func:`actlab.get_backend`.
+            Function, eager), ``"compiled"`` (the same Function with inductor kernels),
+            ``"native"`` (with actlab's C kernels: ``normalize=True``, float32 on the CPU; see
+            :mod:`actlab.activations.slaf_native`) or ``"auto"`` (native where those apply, from
+            :data:`actlab.kernels.dispatch.NATIVE_THRESHOLD` elements; else compiled from
+            :func:`compile_threshold` elements, else fused); ``None`` uses :func:`actlab.get_backend`.
     """
     _check_input(x, "slaf")
     if weight.dim() != 2:
