@@ -4,11 +4,11 @@ The passes over every element of :class:`actlab.activations.slaf._NormalisedPowe
 one stage function of :mod:`actlab.activations.slaf` (``_power_moments``, ``_centred_power_sum``,
 ...), run as the loops of ``kernels/slaf_power.c`` on float32 CPU inputs whose channels are
 not last in memory (the ``"shared"`` and ``"rows"`` views of :mod:`actlab.kernels.layout`); the
-per-group arithmetic between them stays in torch, as for the compiled path. Inductor's
-loops for these stages took two to three times the time of GELU's forward and backward in
-a training step; these read each input once per stage, compile nothing per shape, and keep
-statistics in double precision (the moments by blocks merged with Chan's formula, which
-leaves no cancellation between Σu^2p and (Σu^p)²).
+per-group arithmetic between them stays in torch, as for the compiled path. On the CNN
+benchmark's first layer (128×32×28×28, one thread) inductor's loops for these stages took
+11.2 ms and these 9.9 ms (GELU's forward and backward: 4.4 ms); they compile nothing per
+shape, and keep statistics in double precision (the moments by blocks merged with Chan's
+formula, which leaves no cancellation between Σu^2p and (Σu^p)²).
 
 :func:`run` takes a stage's name, tensors and static arguments as
 ``slaf._run`` hands them over, and returns what the stage function returns.
