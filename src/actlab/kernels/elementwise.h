@@ -66,7 +66,7 @@ static inline void elementwise_channel(const float *restrict table, int64_t chan
     for (int j = 0; j < count; j++) out[j] = table[j * channels + at];
 }
 
-#define ELEMENTWISE_KERNELS_OF_SHARES(NAME, P, S, Q, K)                                                                             \
+#define ELEMENTWISE_KERNELS_OF_SHARES(NAME, P, S, Q, K)                                                               \
     /* Once per call, before the parts (each part reads every channel's values in "cols"). */                      \
     void NAME##_derive_all(const float *restrict params, float *restrict derived, const float *restrict k,           \
                            int64_t channels) {                                                                        \
@@ -79,13 +79,13 @@ static inline void elementwise_channel(const float *restrict table, int64_t chan
     }                                                                                                                 \
                                                                                                                       \
     static void NAME##_forward(const float *restrict x, float *restrict y, const float *restrict params,              \
-                               const float *restrict derived, const float *restrict k, const int64_t *part,            \
+                               const float *restrict derived, const float *restrict k, const int64_t *part,           \
                                int64_t channels, int64_t inner, int32_t cols) {                                       \
         for (int64_t r = part[0]; r < part[0] + part[1]; r++) {                                                       \
             const float *restrict xb = x + r * inner + part[2];                                                       \
             float *restrict yb = y + r * inner + part[2];                                                             \
             if (cols) {                                                                                               \
-                const float *restrict pc = params + part[2], *restrict qc = derived + part[2];                         \
+                const float *restrict pc = params + part[2], *restrict qc = derived + part[2];                        \
                 for (int64_t i = 0; i < part[3]; i++) {                                                               \
                     float p[(P) + 1], q[(Q) + 1];                                                                     \
                     elementwise_channel(pc, channels, i, (P), p);                                                     \
@@ -193,7 +193,7 @@ static inline void elementwise_channel(const float *restrict table, int64_t chan
     }                                                                                                                 \
                                                                                                                       \
     void NAME##_forward_parts(const int64_t *parts, int64_t count, const float *x, float *y, const float *params,    \
-                              const float *derived, const float *k, int64_t channels, int64_t inner, int32_t cols) {        \
+                              const float *derived, const float *k, int64_t channels, int64_t inner, int32_t cols) {  \
         FOR_EACH_PART(parts, count, 4, NAME##_forward(x, y, params, derived, k, p, channels, inner, cols));           \
     }                                                                                                                 \
                                                                                                                       \
