@@ -584,7 +584,7 @@ def test_auto_takes_the_native_kernels_where_they_apply(monkeypatch):
 
 def test_an_explicit_native_request_that_cannot_be_met_says_what_to_use():
     x = torch.randn(2, 3, 4)
-    with pytest.raises(ValueError, match="normalised power basis only"):
+    with pytest.raises(ValueError, match="and the EMFN routine"):
         slaf(
             x,
             torch.randn(1, 3),
@@ -719,6 +719,90 @@ def test_native_double_backward_runs_the_eager_stages():
         (gx,) = torch.autograd.grad(m(x).square().sum(), x, create_graph=True)
         grads.append(torch.autograd.grad(gx.sum(), x)[0])
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("degree", [(1, 1), (2, 3), (3, 0), (0, 2), (16, 16)])
+@pytest.mark.parametrize("shape", [(6, 4, 5, 7), (37,), (3, 1000)], ids=["4d", "1d-one-sample", "2d"])
+def test_native_emfn_matches_fused_in_float32(degree, shape):
+    """The Fourier basis scaled per sample (EMFN) on the C kernels: value and every gradient (x through
+    the per-sample max too, weights, bias, scale m, offset n) against the eager fused path."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(30)) * 2
+    g = torch.randn(shape, generator=torch.Generator().manual_seed(31))
+    results = []
+    for backend in ("fused", "native"):
+        torch.manual_seed(0)
+        m = SLAFFourier(degree=degree)
+        m.backend = backend
+        xi = x.clone().requires_grad_()
+        y = m(xi)
+        y.backward(g)
+        results.append([y, xi.grad, *(p.grad for p in m.parameters())])
+    for got, expected in zip(results[1], results[0]):
+        torch.testing.assert_close(got, expected, rtol=2e-5, atol=2e-5 * max(expected.abs().max().item(), 1.0))
+
+
+def test_native_emfn_shares_the_max_gradient_among_ties_like_amax():
+    x = torch.tensor([[3.0, -3.0, 1.0, 0.5], [0.25, -2.0, 2.0, 2.0]])
+    grads = []
+    for backend in ("fused", "native"):
+        torch.manual_seed(0)
+        m = SLAFFourier(degree=(2, 1))
+        m.backend = backend
+        xi = x.clone().requires_grad_()
+        m(xi).square().sum().backward()
+        grads.append(xi.grad)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-6)
+
+
+def test_native_emfn_sends_values_beyond_its_sine_to_the_torch_code(monkeypatch):
+    """|u| = |x|/(m·M + n) above MAX_SCALED (here: m near 0, so u ≈ x/n): the stage's torch code runs,
+    and the result is still the fused path's."""
+    x = torch.randn(4, 50, generator=torch.Generator().manual_seed(32)) * 1e4
+    outputs, ran = [], []
+    run = slaf_native.run
+    monkeypatch.setattr(slaf_native, "run", lambda name, *args: ran.append(run(name, *args) is None))
+    for backend in ("fused", "native"):
+        torch.manual_seed(0)
+        m = SLAFFourier()
+        with torch.no_grad():
+            m.scale.fill_(1e-6)
+        m.backend = backend
+        outputs.append(m(x))
+    assert ran == [True]  # the native stage declined
+    torch.testing.assert_close(outputs[1], outputs[0])
+
+
+def test_native_emfn_nan_stays_in_its_sample():
+    x = torch.randn(3, 8, generator=torch.Generator().manual_seed(33))
+    x[1, 4] = float("nan")
+    outputs = []
+    for backend in ("fused", "native"):
+        torch.manual_seed(0)
+        m = SLAFFourier()
+        m.backend = backend
+        outputs.append(m(x))
+    torch.testing.assert_close(outputs[1], outputs[0], equal_nan=True)
+    assert torch.isnan(outputs[1][1]).all() and torch.isfinite(outputs[1][[0, 2]]).all()
+
+
+def test_auto_takes_the_native_emfn_kernels_where_they_apply(monkeypatch):
+    monkeypatch.setattr(dispatch, "_disabled", {})
+    monkeypatch.setattr(dispatch, "NATIVE_THRESHOLD", 0)
+    ran = []
+    run = slaf_native.run
+    monkeypatch.setattr(slaf_native, "run", lambda name, *args: ran.append(name) or run(name, *args))
+    x = torch.randn(2, 4, 3, requires_grad=True)
+    SLAFFourier()(x).sum().backward()
+    assert ran == ["slaf_basis_forward", "slaf_basis_backward"]
+    ran.clear()
+    SLAFFourier(num_parameters=4)(x)  # per-channel coefficients: compiled or fused
+    SLAFFourier(dtype=torch.float64)(x.detach().double())
+    SLAFChebyshev()(x)  # max-scaled per channel: no C kernels
+    assert ran == []
+    m = SLAFFourier(num_parameters=4)
+    m.backend = "native"
+    with pytest.raises(ValueError, match="coefficients shared by all channels"):
+        m(x)
 
 
 def test_global_backend_reference_is_honoured():

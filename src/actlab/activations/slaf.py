@@ -720,7 +720,11 @@ def _run(path: str, strict: bool, name: str, body: Callable, tensors: Sequence[T
     if path == "native":
         from . import slaf_native
 
-        return dispatch.guarded(path, strict, lambda: slaf_native.run(name, tensors, static), eager)
+        def native_kernel():
+            result = slaf_native.run(name, tensors, static)
+            return eager() if result is None else result  # None: values the kernels do not take exactly
+
+        return dispatch.guarded(path, strict, native_kernel, eager)
     if path != "compiled":
         return eager()
     from ..kernels import compiled
@@ -846,15 +850,16 @@ def slaf(
     if x.numel() == 0:  # no values: no statistics to take or update
         return x.clone()
     requested = check_backend(backend) or get_backend()
-    if requested == "native" and normalize is not True:
+    routine = "power" if normalize is True else ("emfn" if _scaling_mode(basis, normalize) == "sample" else None)
+    if requested == "native" and routine is None:
         raise ValueError(
-            "slaf: backend='native' has C kernels for the normalised power basis only (basis='taylor', "
-            "normalize=True); use backend='compiled' or 'auto'"
+            "slaf: backend='native' has C kernels for the normalised power basis (basis='taylor', normalize=True) "
+            "and the EMFN routine (basis='fourier', normalize='max') only; use backend='compiled' or 'auto'"
         )
-    path = dispatch.choose("slaf", x, requested, threshold=compile_threshold(), native=normalize is True)
+    path = dispatch.choose("slaf", x, requested, threshold=compile_threshold(), native=routine is not None)
     auto_native = requested == "auto" and path in ("fused", "compiled") and dispatch.native_enabled()
-    if normalize is True and (path == "native" or auto_native):
-        path = _native_choice(x, weight, running_mean, channel_dim, path)
+    if routine is not None and (path == "native" or auto_native):
+        path = _native_choice(x, weight, running_mean, channel_dim, path, routine, spec)
     fast = (path, requested != "auto")
     if path in ("compiled", "native"):
         _check_vectors(x, channel_dim, weight=weight, bias=bias, running_mean=running_mean, running_max=running_max)
@@ -897,22 +902,31 @@ def slaf(
     return y
 
 
-def _native_choice(x: Tensor, weight: Tensor, running_mean: Tensor | None, channel_dim: int, path: str) -> str:
-    """The normalised power basis' path once its C kernels are considered: ``"native"`` where asked
-    for (an error where they cannot take ``x``); otherwise (``"auto"``, outside traced code) wherever
-    they apply from :data:`~actlab.kernels.dispatch.NATIVE_THRESHOLD` elements, as for the elementwise
-    ops. They compile nothing per shape; one training call took 0.86 ms on 16 elements against the
+def _native_choice(
+    x: Tensor, weight: Tensor, running_mean: Tensor | None, channel_dim: int, path: str, routine: str, basis: _Basis
+) -> str:
+    """The path once the C kernels of the normalised power basis (``routine="power"``) or of the
+    EMFN routine (``"emfn"``) are considered: ``"native"`` where asked for (an error where they cannot
+    take ``x``); otherwise (``"auto"``, outside traced code) wherever they apply from
+    :data:`~actlab.kernels.dispatch.NATIVE_THRESHOLD` elements, as for the elementwise ops. They
+    compile nothing per shape; one power-basis training call took 0.86 ms on 16 elements against the
     fused path's 0.74, 1.05 against 1.78 ms on 2^14, 11.9 against 329 ms on 2^22 (compiled: 14.1)."""
     from . import slaf_native
 
-    per_channel = weight.shape[0] > 1 or (running_mean is not None and running_mean.shape[0] > 1)
-    applies = slaf_native.applies(x, channel_dim, per_channel, weight.shape[1])
+    if routine == "power":
+        per_channel = weight.shape[0] > 1 or (running_mean is not None and running_mean.shape[0] > 1)
+        applies = slaf_native.applies(x, channel_dim, per_channel, weight.shape[1])
+        needs = (
+            "per-channel values' channels not last in memory, e.g. (N, C, H, W) contiguous, or shared "
+            f"coefficients and statistics, and a degree up to {slaf_native.MAX_DEGREE}"
+        )
+    else:
+        applies = slaf_native.applies_basis(x, weight, basis, _Scaling("sample"))
+        needs = f"coefficients shared by all channels (num_parameters=1) and at most {slaf_native.MAX_ORDER // 2} sines and cosines each"
     if path == "native":
         if not applies:
             raise ValueError(
-                "slaf: backend='native' cannot take this input (its C kernels need per-channel values' channels "
-                "not last in memory, e.g. (N, C, H, W) contiguous, or shared coefficients and statistics, and a "
-                f"degree up to {slaf_native.MAX_DEGREE}); use backend='auto'"
+                f"slaf: backend='native' cannot take this input (its C kernels need {needs}); use backend='auto'"
             )
         return path
     return "native" if applies and x.numel() >= dispatch.NATIVE_THRESHOLD else path

@@ -1,4 +1,7 @@
-/* SLAF's normalised power basis (basis="taylor", normalize=True): the passes over every element of
+/* SLAF's native CPU kernels, float32: the normalised power basis (basis="taylor", normalize=True)
+ * here, the EMFN routine (basis="fourier", normalize="max") at the end of the file.
+ *
+ * The power basis: the passes over every element of
  * actlab.activations.slaf._NormalisedPowerSum as native CPU kernels, float32
  * (actlab.activations.slaf_native). The per-group arithmetic between the passes stays in torch, as
  * it does for the compiled path; each kernel here restates one stage function of slaf.py with the
@@ -72,8 +75,9 @@ void slaf_max_abs_parts(const int64_t *parts, int64_t count, const float *x, flo
 
 int32_t slaf_max_degree(void) { return SLAF_MAX_DEGREE; }
 
-#define SLAF_DEGREES(CALL)                                                                                    \
-    switch (k) {                                                                                              \
+/* CALL(VALUE) with VALUE a compile-time constant from 1 to 8 (the loops over it unrolled), else as it is. */
+#define SLAF_UNROLLED(VALUE, CALL)                                                                            \
+    switch (VALUE) {                                                                                          \
     case 1: CALL(1); break;                                                                                   \
     case 2: CALL(2); break;                                                                                   \
     case 3: CALL(3); break;                                                                                   \
@@ -82,8 +86,9 @@ int32_t slaf_max_degree(void) { return SLAF_MAX_DEGREE; }
     case 6: CALL(6); break;                                                                                   \
     case 7: CALL(7); break;                                                                                   \
     case 8: CALL(8); break;                                                                                   \
-    default: CALL(k);                                                                                         \
+    default: CALL(VALUE);                                                                                     \
     }
+#define SLAF_DEGREES(CALL) SLAF_UNROLLED(k, CALL)
 
 /* column c of a (k, channels) table: one value per power */
 static inline void slaf_column(const float *restrict table, int64_t channels, int64_t c, int k, float *restrict out) {
@@ -344,4 +349,197 @@ void slaf_polynomial_input_grad_parts(const int64_t *parts, int64_t count, const
                                       int32_t k) {
     FOR_EACH_PART(parts, count, 4,
                   slaf_polynomial_input_grad_part(p, x, g, gx, inv_s, coefs, channels, inner, k));
+}
+
+/* ---- The Fourier basis scaled per sample (basis="fourier", normalize="max": the EMFN routine) ----
+ *
+ * slaf._basis_sum_forward and _basis_sum_backward for that routine with coefficients shared by every
+ * channel, on samples laid out as runs (run r is sample r, or one sample split into parts). With
+ * u = x/(m·M + n) per sample and θ = (π/2)·u (rounded as torch rounds it), every element is a
+ * Chebyshev polynomial of s = sin θ (slaf._fourier_terms_from_sine): term i = sign_i·T_{n_i}(s), its
+ * derivative sign_i·n_i·U_{n_i - 1}(s)·(π/2)cos θ. ``orders`` holds n_i and ``signs`` sign_i, as
+ * Python derives them; SLAF_MAX_ORDER bounds n. */
+#define SLAF_MAX_ORDER 32
+
+int32_t slaf_max_order(void) { return SLAF_MAX_ORDER; }
+
+/* sin θ and cos θ for |θ| <= 2^11·π/2 (Python routes larger arguments to torch): θ - j·π/2, j the
+ * nearest integer to θ·2/π, in three parts of π/2 (Cody-Waite; exact for these j), then Taylor
+ * polynomials on |r| <= π/4 (truncation below 3e-8 relative) and the quadrant of j. */
+static inline void slaf_sincos(float theta, float *sine, float *cosine) {
+    const float shift = 12582912.0f; /* 1.5·2^23: rounds to the nearest integer */
+    float j = (theta * 0.636619772367581343f + shift) - shift;
+    float r = theta - j * 1.5703125f - j * 4.83751296997070312e-4f - j * 7.54978995489188216e-8f;
+    float r2 = r * r;
+    float sr = r + r * r2 * (-1.66666666666666667e-1f + r2 * (8.33333333333333333e-3f +
+                                                               r2 * (-1.98412698412698413e-4f + r2 * 2.75573192239858907e-6f)));
+    float cr = 1.0f + r2 * (-0.5f + r2 * (4.16666666666666667e-2f +
+                                          r2 * (-1.38888888888888889e-3f + r2 * 2.48015873015873016e-5f)));
+    int quadrant = (int)j & 3;
+    float s = quadrant & 1 ? cr : sr, c = quadrant & 1 ? sr : cr;
+    *sine = quadrant & 2 ? -s : s;
+    *cosine = (quadrant == 1) | (quadrant == 2) ? -c : c;
+}
+
+#define SLAF_ORDERS(CALL) SLAF_UNROLLED(n_max, CALL)
+
+/* T_1..T_N(s) into t[1..N] (t[0] = 1), U_0..U_{N-1}(s) into v[0..N-1] when derivative (slaf's
+ * recurrences, in their order of operations). */
+static inline __attribute__((always_inline)) void slaf_chebyshev(float s, float *t, float *v, int derivative,
+                                                                 const int n_max) {
+    t[0] = 1.0f;
+    t[1] = s;
+    v[0] = 1.0f;
+    for (int n = 2; n <= n_max; n++) {
+        t[n] = 2.0f * s * t[n - 1] - t[n - 2];
+        if (derivative) v[n - 1] = 2.0f * s * v[n - 2] - (n > 2 ? v[n - 3] : 0.0f);
+    }
+}
+
+/* y = b + Σ_n coef_n·T_n(sin θ), θ = (π/2)·x/denominator, coef_n = w_i·sign_i for the basis element of
+ * order n (0 for orders the basis has not). x/denominator as x times the sample's 1/denominator (within
+ * an ulp of torch's quotient): a vector division per element cost the backward, with two, half its
+ * time. */
+static inline __attribute__((always_inline)) void slaf_fourier_run(const float *restrict x, float *restrict y,
+                                                                   int64_t m, float denominator, const float *coef,
+                                                                   float bias, const int n_max) {
+    const float inverse = 1.0f / denominator;
+    for (int64_t j = 0; j < m; j++) {
+        float u = x[j] * inverse, s, c, t[SLAF_MAX_ORDER + 1], v[SLAF_MAX_ORDER + 1];
+        slaf_sincos(1.57079637f * u, &s, &c);
+        slaf_chebyshev(s, t, v, 0, n_max);
+        float out = bias;
+        for (int n = 1; n <= n_max; n++) out += coef[n] * t[n];
+        y[j] = out;
+    }
+}
+
+static void slaf_fourier_forward_part(const int64_t *p, const float *restrict x, float *restrict y,
+                                      const float *restrict denominators, const float *restrict coef, float bias,
+                                      int64_t samples, int64_t inner, int32_t n_max) {
+    for (int64_t r = p[0]; r < p[0] + p[1]; r++) {
+        const int64_t at = r * inner + p[2];
+        const float denominator = denominators[r % samples];
+#define SLAF_FOURIER(N) slaf_fourier_run(x + at, y + at, p[3], denominator, coef, bias, N)
+        SLAF_ORDERS(SLAF_FOURIER)
+#undef SLAF_FOURIER
+    }
+}
+
+/* The EMFN forward (slaf._basis_sum_forward): samples of ``inner`` elements, one denominator m·M + n
+ * each; coef: n_max + 1 floats (coef[0] unused). */
+void slaf_fourier_forward_parts(const int64_t *parts, int64_t count, const float *x, float *y,
+                                const float *denominators, const float *coef, const float *bias, int64_t samples,
+                                int64_t inner, int32_t n_max) {
+    FOR_EACH_PART(parts, count, 4,
+                  slaf_fourier_forward_part(p, x, y, denominators, coef, bias[0], samples, inner, n_max));
+}
+
+/* One element's slope Σ_n coef_n·n·U_{n-1}(s)·(π/2)cos θ and T_1..T_N (into t). */
+static inline __attribute__((always_inline)) float slaf_fourier_slope(float u, float *t, const float *coef,
+                                                                      const int n_max) {
+    float s, c, v[SLAF_MAX_ORDER + 1];
+    slaf_sincos(1.57079637f * u, &s, &c);
+    slaf_chebyshev(s, t, v, 1, n_max);
+    float half_pi_cos = 1.57079637f * c, slope = 0.0f;
+    for (int n = 1; n <= n_max; n++) slope += coef[n] * ((float)n * v[n - 1] * half_pi_cos);
+    return slope;
+}
+
+/* Per sample: Σg, Σ g·T_n (n = 1..N), Σ g·slope·u and the count of |x| = M, into record[0..N + 2];
+ * in lanes of ELEMENTWISE_LANES elements, as the gradient sums of the power basis. */
+static inline __attribute__((always_inline)) void slaf_fourier_sums_run(const float *restrict x,
+                                                                        const float *restrict g, int64_t m,
+                                                                        float denominator, float maximum,
+                                                                        const float *coef, double *restrict record,
+                                                                        const int n_max) {
+    enum { EXTRA = 3 };
+    const float inverse = 1.0f / denominator;
+    for (int64_t s0 = 0; s0 < m; s0 += ELEMENTWISE_BLOCK) {
+        const int64_t n = m - s0 < ELEMENTWISE_BLOCK ? m - s0 : ELEMENTWISE_BLOCK;
+        const float *restrict xb = x + s0, *restrict gb = g + s0;
+        elementwise_lanes lanes[n_max + EXTRA];
+        for (int q = 0; q < n_max + EXTRA; q++) lanes[q] = (elementwise_lanes){0};
+        for (int64_t j0 = 0; j0 < n; j0 += ELEMENTWISE_LANES) {
+            float shares[n_max + EXTRA][ELEMENTWISE_LANES];
+            for (int l = 0; l < ELEMENTWISE_LANES; l++) {
+                /* past the block's end: zero shares (g = 0 and no hit) */
+                int inside = j0 + l < n;
+                float xj = inside ? xb[j0 + l] : 0.0f, gj = inside ? gb[j0 + l] : 0.0f;
+                float u = xj * inverse, t[SLAF_MAX_ORDER + 1];
+                float slope = slaf_fourier_slope(u, t, coef, n_max);
+                shares[0][l] = gj;
+                for (int q = 1; q <= n_max; q++) shares[q][l] = gj * t[q];
+                shares[n_max + 1][l] = gj * slope * u;
+                shares[n_max + 2][l] = inside && __builtin_fabsf(xj) == maximum ? 1.0f : 0.0f;
+            }
+            for (int q = 0; q < n_max + EXTRA; q++) {
+                elementwise_lanes w;
+                memcpy(&w, shares[q], sizeof w);
+                lanes[q] += w;
+            }
+        }
+        for (int q = 0; q < n_max + EXTRA; q++) record[q] += (double)elementwise_lanes_total(&lanes[q]);
+    }
+}
+
+static void slaf_fourier_sums_part(const int64_t *p, const float *restrict x, const float *restrict g,
+                                   const float *restrict denominators, const float *restrict maxima,
+                                   const float *restrict coef, double *restrict rec, int64_t samples,
+                                   int64_t inner, int32_t n_max) {
+    const int64_t width = n_max + 3;
+    for (int64_t j = 0; j < samples * width; j++) rec[j] = 0.0;
+    for (int64_t r = p[0]; r < p[0] + p[1]; r++) {
+        const int64_t at = r * inner + p[2], sample = r % samples;
+#define SLAF_FOURIER_SUMS(N)                                                                                  \
+    slaf_fourier_sums_run(x + at, g + at, p[3], denominators[sample], maxima[sample], coef, rec + sample * width, N)
+        SLAF_ORDERS(SLAF_FOURIER_SUMS)
+#undef SLAF_FOURIER_SUMS
+    }
+}
+
+/* The EMFN backward's reductions (slaf._basis_sum_backward). out: per part and sample n_max + 3
+ * doubles: Σg, Σ g·T_n, Σ g·slope·u, the count of elements at the maximum. */
+void slaf_fourier_sums_parts(const int64_t *parts, int64_t count, const float *x, const float *g,
+                             const float *denominators, const float *maxima, const float *coef, double *out,
+                             int64_t samples, int64_t inner, int32_t n_max) {
+    FOR_EACH_PART(parts, count, 4,
+                  slaf_fourier_sums_part(p, x, g, denominators, maxima, coef, out + i * samples * (n_max + 3),
+                                         samples, inner, n_max));
+}
+
+/* dL/dx = g·slope/denominator, plus sign(x)·g_max/count at the sample's maximum (amax's backward). */
+static inline __attribute__((always_inline)) void slaf_fourier_input_grad_run(
+    const float *restrict x, const float *restrict g, float *restrict gx, int64_t m, float denominator,
+    float maximum, float at_maximum, const float *coef, const int n_max) {
+    const float inverse = 1.0f / denominator;
+    for (int64_t j = 0; j < m; j++) {
+        float u = x[j] * inverse, t[SLAF_MAX_ORDER + 1];
+        float out = g[j] * slaf_fourier_slope(u, t, coef, n_max) * inverse;
+        gx[j] = __builtin_fabsf(x[j]) == maximum ? out + sign_of(x[j]) * at_maximum : out;
+    }
+}
+
+static void slaf_fourier_input_grad_part(const int64_t *p, const float *restrict x, const float *restrict g,
+                                         float *restrict gx, const float *restrict denominators,
+                                         const float *restrict maxima, const float *restrict at_maxima,
+                                         const float *restrict coef, int64_t samples, int64_t inner,
+                                         int32_t n_max) {
+    for (int64_t r = p[0]; r < p[0] + p[1]; r++) {
+        const int64_t at = r * inner + p[2], sample = r % samples;
+#define SLAF_FOURIER_INPUT_GRAD(N)                                                                            \
+    slaf_fourier_input_grad_run(x + at, g + at, gx + at, p[3], denominators[sample], maxima[sample],          \
+                                at_maxima[sample], coef, N)
+        SLAF_ORDERS(SLAF_FOURIER_INPUT_GRAD)
+#undef SLAF_FOURIER_INPUT_GRAD
+    }
+}
+
+/* The EMFN input gradient; at_maxima: g_max/count per sample (slaf._basis_sum_backward). */
+void slaf_fourier_input_grad_parts(const int64_t *parts, int64_t count, const float *x, const float *g, float *gx,
+                                   const float *denominators, const float *maxima, const float *at_maxima,
+                                   const float *coef, int64_t samples, int64_t inner, int32_t n_max) {
+    FOR_EACH_PART(parts, count, 4,
+                  slaf_fourier_input_grad_part(p, x, g, gx, denominators, maxima, at_maxima, coef, samples, inner,
+                                               n_max));
 }
