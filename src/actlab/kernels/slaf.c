@@ -398,8 +398,8 @@ static inline __attribute__((always_inline)) void slaf_chebyshev(float s, float 
 
 /* y = b + Σ_n coef_n·T_n(sin θ), θ = (π/2)·x/denominator, coef_n = w_i·sign_i for the basis element of
  * order n (0 for orders the basis has not). x/denominator as x times the sample's 1/denominator (within
- * an ulp of torch's quotient): a vector division per element cost the backward, with two, half its
- * time. */
+ * an ulp of torch's quotient): with two divisions per element the backward took 7.5 ms on 128×32×28×28
+ * floats, 6.5 ms without. */
 static inline __attribute__((always_inline)) void slaf_fourier_run(const float *restrict x, float *restrict y,
                                                                    int64_t m, float denominator, const float *coef,
                                                                    float bias, const int n_max) {
