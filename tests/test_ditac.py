@@ -1038,6 +1038,33 @@ def test_native_kernels_use_torchs_openmp_runtime_and_fall_back_without_one(monk
     assert not openmp and path.exists()
 
 
+@pytest.mark.parametrize(
+    "vendor,status,expected",
+    [
+        ("GenuineIntel", "Not affected\n", True),
+        ("GenuineIntel", "Mitigation: Microcode\n", False),
+        ("GenuineIntel", "Vulnerable: No microcode\n", False),
+        ("AuthenticAMD", "Not affected\n", False),
+    ],
+)
+def test_hardware_gathers_only_where_the_cpu_has_fast_ones(vendor, status, expected):
+    cpuinfo = f"processor\t: 0\nvendor_id\t: {vendor}\nflags\t\t: avx512f\n\nprocessor\t: 1\nvendor_id\t: {vendor}\n"
+    assert native.fast_gathers(cpuinfo, status) is expected
+
+
+def test_a_gather_flag_the_compiler_rejects_leaves_it_out(monkeypatch, tmp_path):
+    # clang knows no -mtune-ctrl: the build goes on without it, with OpenMP where there is one.
+    monkeypatch.setenv("ACTLAB_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(native, "_gather_flags", lambda: ("-mtune-ctrl=no_such_tuning",))
+    calls = []
+    run = native.subprocess.run
+    monkeypatch.setattr(native.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or run(cmd, **kw))
+    path, openmp = native._build("ditac_lut")
+    assert path.exists() and openmp == bool(native._openmp_flags())
+    compiles = [cmd for cmd in calls if "-O3" in cmd]
+    assert "-mtune-ctrl=no_such_tuning" in compiles[0] and "-mtune-ctrl=no_such_tuning" not in compiles[-1]
+
+
 @pytest.mark.parametrize("interp", ["linear", "nearest"])
 def test_auto_takes_the_native_kernels_below_the_compile_threshold(monkeypatch, interp):
     # They compile nothing per shape, so "auto" runs them for float32 CPU inputs of any size; the
