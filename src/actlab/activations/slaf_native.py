@@ -92,37 +92,51 @@ def _table(t: Tensor, channels: int) -> Tensor:
 
 
 class _Call:
-    """One stage's kernel call: the layout, the parts and the run arguments of its input."""
+    """One stage's kernel call: the input as runs of ``inner`` elements, run r in group r mod
+    ``groups`` (the layout's channels, or the samples), its parts, and the shape that per-group
+    results take (the keepdim shape of a reduction over the rest)."""
+
+    def __init__(self, view: Tensor, groups: int, runs: int, inner: int, keepdim: Sequence[int]):
+        self.x, self.groups, self.inner, self.keepdim_shape = view, groups, inner, tuple(keepdim)
+        self.parts = native.element_parts(runs, inner, grain=GRAIN)
+        self.lib = _typed(native.library(LIBRARY))
+
+    def run(self, name: str, pointers: Sequence, *after) -> None:
+        """``name(parts, count, *pointers, groups, inner, *after)``."""
+        native.run_parts(self.lib, name, self.parts, [*pointers, self.groups, self.inner, *after])
+
+    def per_part(self, dtype: torch.dtype, width: int) -> tuple[Tensor, native.PerPart]:
+        """A zeroed (parts, groups, width) buffer and the argument that hands each part its row."""
+        buffer = torch.zeros(len(self.parts), self.groups, width, dtype=dtype)
+        return buffer, native.PerPart(buffer.data_ptr(), buffer[0].nbytes)
+
+    def keepdim(self, values: Tensor) -> Tensor:
+        """Per-group ``values`` (groups, ...) in the keepdim shape."""
+        return values.reshape(*self.keepdim_shape, *values.shape[1:])
+
+
+class _LayoutCall(_Call):
+    """A call on the canonical view of :mod:`actlab.kernels.layout` ("shared" or "rows"), the groups
+    its channels along ``channel_dim``."""
 
     def __init__(self, x: Tensor, channel_dim: int | None):
         self.layout = _layout(x, channel_dim)
         if self.layout.kind == COLS:
             raise RuntimeError("slaf_native: channels-last inputs are the compiled path's (see applies)")
-        self.channel_dim = channel_dim
-        self.channels = self.layout.channels
-        self.x = self.layout.view(x)
-        runs, inner = (
-            (1, x.numel()) if self.layout.kind == SHARED else (self.x.shape[0] * self.x.shape[1], self.x.shape[2])
-        )
-        self.inner = inner
-        self.parts = native.element_parts(runs, inner, grain=GRAIN)
-        self.lib = _typed(native.library(LIBRARY))
+        view, channels = self.layout.view(x), self.layout.channels
+        runs, inner = (1, x.numel()) if self.layout.kind == SHARED else (view.shape[0] * channels, view.shape[2])
+        keepdim = [1] * x.dim()
+        if channel_dim is not None:
+            keepdim[channel_dim] = channels
+        super().__init__(view, channels, runs, inner, keepdim)
 
-    def run(self, name: str, pointers: Sequence, *after) -> None:
-        """``name(parts, count, *pointers, channels, inner, *after)``."""
-        native.run_parts(self.lib, name, self.parts, [*pointers, self.channels, self.inner, *after])
 
-    def per_part(self, dtype: torch.dtype, width: int) -> tuple[Tensor, native.PerPart]:
-        """A zeroed (parts, channels, width) buffer and the argument that hands each part its row."""
-        buffer = torch.zeros(len(self.parts), self.channels, width, dtype=dtype)
-        return buffer, native.PerPart(buffer.data_ptr(), buffer[0].nbytes)
-
-    def keepdim(self, x: Tensor, values: Tensor) -> Tensor:
-        """Per-channel ``values`` (channels, ...) in the keepdim shape of a reduction of ``x``."""
-        shape = [1] * x.dim()
-        if self.channel_dim is not None:
-            shape[self.channel_dim] = self.channels
-        return values.reshape(*shape, *values.shape[1:])
+def _sample_call(x: Tensor) -> _Call:
+    """A call over samples (slaf._sample_dims): x as (samples, inner), one run per sample."""
+    samples = x.shape[0] if x.dim() >= 2 else 1
+    inner = x.numel() // samples
+    keepdim = (samples, *[1] * (x.dim() - 1)) if x.dim() >= 2 else (1,)
+    return _Call(x.reshape(samples, inner).contiguous(), samples, samples, inner, keepdim)
 
 
 # The entry points' arguments after (parts, count): pointers, then channels and inner, then int32s.
@@ -160,7 +174,7 @@ def _typed(lib: ctypes.CDLL) -> ctypes.CDLL:
 
 
 def _moments(x: Tensor, *, k: int, dims: tuple[int, ...]):
-    call = _Call(x, _reduced_channel_dim(x, dims))
+    call = _LayoutCall(x, _reduced_channel_dim(x, dims))
     maxima, per_part = call.per_part(torch.float32, 1)
     call.run("slaf_max_abs_parts", (call.x.data_ptr(), per_part))
     e = exponent_of_max(maxima.amax(0).view(-1))  # amax keeps a part's NaN
@@ -173,19 +187,19 @@ def _moments(x: Tensor, *, k: int, dims: tuple[int, ...]):
     mean = (counts * means).sum(0) / total
     variance = (squares.sum(0) + (counts * (means - mean) ** 2).sum(0)) / total
     return (
-        call.keepdim(x, e),
-        call.keepdim(x, mean.to(torch.float32)),
-        call.keepdim(x, variance.to(torch.float32)),
+        call.keepdim(e),
+        call.keepdim(mean.to(torch.float32)),
+        call.keepdim(variance.to(torch.float32)),
     )
 
 
-def _elementwise(x: Tensor, per_group: Sequence[Tensor]) -> _Call:
-    return _Call(x, _channel_dim(x, per_group))
+def _elementwise(x: Tensor, per_group: Sequence[Tensor]) -> _LayoutCall:
+    return _LayoutCall(x, _channel_dim(x, per_group))
 
 
 def _centred(x: Tensor, inv_s: Tensor, means: Tensor, coefficients: Tensor, bias: Tensor, *, k: int) -> Tensor:
     call = _elementwise(x, (inv_s, means, coefficients, bias))
-    c = call.channels
+    c = call.groups
     tables = (_vector(inv_s, c), _table(means, c), _table(coefficients, c), _vector(bias, c))
     y = torch.empty_like(call.x)
     call.run("slaf_centred_parts", (call.x.data_ptr(), y.data_ptr(), *(t.data_ptr() for t in tables)), k)
@@ -194,7 +208,7 @@ def _centred(x: Tensor, inv_s: Tensor, means: Tensor, coefficients: Tensor, bias
 
 def _polynomial(x: Tensor, inv_s: Tensor, coefficients: Tensor, constant: Tensor, *, k: int) -> Tensor:
     call = _elementwise(x, (inv_s, coefficients, constant))
-    c = call.channels
+    c = call.groups
     tables = (_vector(inv_s, c), _table(coefficients, c), _vector(constant, c))
     y = torch.empty_like(call.x)
     call.run("slaf_polynomial_parts", (call.x.data_ptr(), y.data_ptr(), *(t.data_ptr() for t in tables)), k)
@@ -204,22 +218,22 @@ def _polynomial(x: Tensor, inv_s: Tensor, coefficients: Tensor, constant: Tensor
 def _grad_sums(
     x: Tensor, grad: Tensor, inv_s: Tensor, means: Tensor, inv_denoms: Tensor, *, k: int, dims: tuple, powers: bool
 ):
-    call = _Call(x, _reduced_channel_dim(x, dims))
-    c = call.channels
+    call = _LayoutCall(x, _reduced_channel_dim(x, dims))
+    c = call.groups
     tables = (_vector(inv_s, c), _table(means, c), _table(inv_denoms, c))
     records, per_part = call.per_part(torch.float64, 1 + k)
     g = call.layout.view(grad.to(torch.float32))
     pointers = (call.x.data_ptr(), g.data_ptr(), *(t.data_ptr() for t in tables), per_part)
     call.run("slaf_grad_sums_parts", pointers, k, int(powers))
     sums = records.sum(0).to(torch.float32)
-    g_sum = call.keepdim(x, sums[:, 0])
-    return g_sum, (call.keepdim(x, sums[:, 1:]) if powers else None)
+    g_sum = call.keepdim(sums[:, 0])
+    return g_sum, (call.keepdim(sums[:, 1:]) if powers else None)
 
 
 def _input_grad(x: Tensor, grad: Tensor, inv_s: Tensor, *per_power: Tensor, k: int) -> Tensor:
     """per_power: means, inv_denoms, alpha, beta, gamma (slaf._centred_power_sum_input_grad)."""
     call = _elementwise(x, (inv_s, *per_power))
-    c = call.channels
+    c = call.groups
     tables = (_vector(inv_s, c), *(_table(t, c) for t in per_power))
     g = call.layout.view(grad.to(torch.float32))
     gx = torch.empty_like(call.x)
@@ -231,7 +245,7 @@ def _input_grad(x: Tensor, grad: Tensor, inv_s: Tensor, *per_power: Tensor, k: i
 
 def _polynomial_input_grad(x: Tensor, grad: Tensor, inv_s: Tensor, coefficients: Tensor, *, k: int) -> Tensor:
     call = _elementwise(x, (inv_s, coefficients))
-    c = call.channels
+    c = call.groups
     tables = (_vector(inv_s, c), _table(coefficients, c))
     g = call.layout.view(grad.to(torch.float32))
     gx = torch.empty_like(call.x)
@@ -273,39 +287,19 @@ def _coefficients(weight: Tensor, basis) -> tuple[Tensor, list[float]]:
     return coef, signs
 
 
-class _Samples:
-    """A call over samples: x as (samples, inner), one run per sample (slaf._sample_dims)."""
-
-    def __init__(self, x: Tensor):
-        self.samples = x.shape[0] if x.dim() >= 2 else 1
-        self.inner = x.numel() // self.samples
-        self.x = x.reshape(self.samples, self.inner).contiguous()
-        self.parts = native.element_parts(self.samples, self.inner, grain=GRAIN)
-        self.lib = _typed(native.library(LIBRARY))
-        self.keepdim = (self.samples, *[1] * (x.dim() - 1)) if x.dim() >= 2 else (1,)
-
-    def run(self, name: str, pointers: Sequence, *after) -> None:
-        native.run_parts(self.lib, name, self.parts, [*pointers, self.samples, self.inner, *after])
-
-    def per_part(self, dtype: torch.dtype, width: int) -> tuple[Tensor, native.PerPart]:
-        buffer = torch.zeros(len(self.parts), self.samples, width, dtype=dtype)
-        return buffer, native.PerPart(buffer.data_ptr(), buffer[0].nbytes)
-
-    def denominators(self, maxima: Tensor, scale: Tensor, offset: Tensor) -> Tensor | None:
-        """m·M + n per sample, or None where some |u| may exceed MAX_SCALED (or is NaN)."""
-        denominators = (scale.detach().to(torch.float32) * maxima + offset.detach().to(torch.float32)).contiguous()
-        bound = (maxima / denominators.abs()).max()
-        return denominators if bool(bound <= MAX_SCALED) else None
+def _denominators(maxima: Tensor, scale: Tensor, offset: Tensor) -> Tensor | None:
+    """m·M + n per sample, or None where some |u| may exceed MAX_SCALED (or is NaN)."""
+    denominators = (scale.detach().to(torch.float32) * maxima + offset.detach().to(torch.float32)).contiguous()
+    bound = (maxima / denominators.abs()).max()
+    return denominators if bool(bound <= MAX_SCALED) else None
 
 
 def _basis_forward(x, weight, bias, scale, offset, running_max, *, basis, scaling, channel_dim):
-    call = _Samples(x)
+    call = _sample_call(x)
     per_part_maxima, per_part = call.per_part(torch.float32, 1)
-    native.run_parts(
-        call.lib, "slaf_max_abs_parts", call.parts, [call.x.data_ptr(), per_part, call.samples, call.inner]
-    )
+    call.run("slaf_max_abs_parts", (call.x.data_ptr(), per_part))
     maxima = per_part_maxima.amax(0).reshape(-1).contiguous()  # amax keeps a part's NaN
-    denominators = call.denominators(maxima, scale, offset)
+    denominators = _denominators(maxima, scale, offset)
     if denominators is None:
         return None
     coef, _ = _coefficients(weight, basis)
@@ -313,20 +307,20 @@ def _basis_forward(x, weight, bias, scale, offset, running_max, *, basis, scalin
     y = torch.empty_like(call.x)
     pointers = (call.x.data_ptr(), y.data_ptr(), denominators.data_ptr(), coef.data_ptr(), b.data_ptr())
     call.run("slaf_fourier_forward_parts", pointers, coef.numel() - 1)
-    return y.view(x.shape), x.new_empty(0), maxima.view(call.keepdim)
+    return y.view(x.shape), x.new_empty(0), call.keepdim(maxima)
 
 
 def _basis_backward(x, weight, bias, m, grad, *scale_offset, basis, scaling, channel_dim, needs):
     need_x, need_w, need_b, need_scale, need_offset = needs
     scale, offset = scale_offset
-    call = _Samples(x)
+    call = _sample_call(x)
     maxima = m.detach().reshape(-1).to(torch.float32).contiguous()
-    denominators = call.denominators(maxima, scale, offset)
+    denominators = _denominators(maxima, scale, offset)
     if denominators is None:
         return None
     coef, signs = _coefficients(weight, basis)
     n_max = coef.numel() - 1
-    g = grad.to(torch.float32).reshape(call.samples, call.inner).contiguous()
+    g = grad.to(torch.float32).reshape(call.x.shape).contiguous()
     records, per_part = call.per_part(torch.float64, n_max + 3)
     pointers = (call.x.data_ptr(), g.data_ptr(), denominators.data_ptr(), maxima.data_ptr(), coef.data_ptr(), per_part)
     call.run("slaf_fourier_sums_parts", pointers, n_max)
