@@ -21,7 +21,8 @@
  *
  * (NAME_shares returns ∂y/∂x and writes the S per-element terms; NAME_combine, linear in s, makes
  * the P partials of them) and expands ELEMENTWISE_KERNELS_OF_SHARES(NAME, P, S, Q, K): the terms
- * are summed over a block and combined once per block, not once per element.
+ * are summed over a block and combined once per block, not once per element ("shared" and "rows";
+ * in "cols", where neighbours belong to different channels, each element's terms are combined).
  *
  * Inputs are the canonical views of actlab.kernels.layout, contiguous: "shared" and "rows" are runs
  * of ``inner`` elements, run r belonging to channel r mod channels (shared: one channel); "cols"
