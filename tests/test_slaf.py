@@ -508,7 +508,7 @@ def test_compiled_saves_what_fused_saves():
 
 
 # --------------------------------------------------------------------------------------
-# Native C kernels (backend "native": the normalised power basis, float32 CPU)
+# Native C kernels (backend "native": the normalised power basis and the EMFN routine, float32 CPU)
 # --------------------------------------------------------------------------------------
 from actlab.activations import slaf_native  # noqa: E402
 from actlab.kernels import native as native_build  # noqa: E402
