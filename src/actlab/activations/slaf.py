@@ -921,7 +921,7 @@ def _native_choice(
             f"coefficients and statistics, and a degree up to {slaf_native.MAX_DEGREE}"
         )
     else:
-        applies = slaf_native.applies_basis(x, weight, basis, _Scaling("sample"))
+        applies = slaf_native.applies_basis(x, weight, basis)
         needs = f"coefficients shared by all channels (num_parameters=1) and at most {slaf_native.MAX_ORDER // 2} sines and cosines each"
     if path == "native":
         if not applies:

@@ -264,12 +264,13 @@ MAX_ORDER = 32
 MAX_SCALED = 2048.0
 
 
-def applies_basis(x: Tensor, weight: Tensor, basis, scaling) -> bool:
-    """Whether the Fourier kernels take this call: the EMFN routine (Fourier basis, per-sample max
-    scaling) with coefficients shared by all channels, float32 on the CPU."""
+def applies_basis(x: Tensor, weight: Tensor, basis) -> bool:
+    """Whether the Fourier kernels take a call of the EMFN routine (Fourier basis, per-sample max
+    scaling, which the caller has established): coefficients shared by all channels, float32 on the
+    CPU, orders up to MAX_ORDER."""
     if x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() == 0 or weight.shape[0] != 1:
         return False
-    return basis.name == "fourier" and scaling.mode == "sample" and max(_orders(basis)) <= MAX_ORDER
+    return basis.name == "fourier" and max(_orders(basis)) <= MAX_ORDER
 
 
 def _orders(basis) -> list[int]:

@@ -97,11 +97,6 @@ int32_t slaf_max_degree(void) { return SLAF_MAX_DEGREE; }
     }
 #define SLAF_DEGREES(CALL) SLAF_UNROLLED(k, CALL)
 
-/* column c of a (k, channels) table: one value per power */
-static inline void slaf_column(const float *restrict table, int64_t channels, int64_t c, int k, float *restrict out) {
-    for (int q = 0; q < k; q++) out[q] = table[q * channels + c];
-}
-
 /* power = u (first) or power·u, and Σ power, in one pass over a block: four vectors of lanes, then the
  * tail, added pairwise. */
 static inline double slaf_next_power_sum(float *restrict power, const float *restrict u, int64_t m, int first) {
@@ -180,8 +175,8 @@ static void slaf_centred_part(const int64_t *p, const float *restrict x, float *
     float mean[SLAF_MAX_DEGREE], coef[SLAF_MAX_DEGREE];
     for (int64_t r = p[0]; r < p[0] + p[1]; r++) {
         const int64_t c = r % channels, at = r * inner + p[2];
-        slaf_column(means, channels, c, k, mean);
-        slaf_column(coefs, channels, c, k, coef);
+        elementwise_channel(means, channels, c, k, mean);
+        elementwise_channel(coefs, channels, c, k, coef);
 #define SLAF_CENTRED(K) slaf_centred_run(x + at, y + at, p[3], inv_s[c], mean, coef, bias[c], K)
         SLAF_DEGREES(SLAF_CENTRED)
 #undef SLAF_CENTRED
@@ -211,7 +206,7 @@ static void slaf_polynomial_part(const int64_t *p, const float *restrict x, floa
     float coef[SLAF_MAX_DEGREE];
     for (int64_t r = p[0]; r < p[0] + p[1]; r++) {
         const int64_t c = r % channels, at = r * inner + p[2];
-        slaf_column(coefs, channels, c, k, coef);
+        elementwise_channel(coefs, channels, c, k, coef);
 #define SLAF_POLYNOMIAL(K) slaf_polynomial_run(x + at, y + at, p[3], inv_s[c], coef, constant[c], K)
         SLAF_DEGREES(SLAF_POLYNOMIAL)
 #undef SLAF_POLYNOMIAL
@@ -273,8 +268,8 @@ static void slaf_grad_sums_part(const int64_t *p, const float *restrict x, const
     float mean[SLAF_MAX_DEGREE], inv_denom[SLAF_MAX_DEGREE];
     for (int64_t r = p[0]; r < p[0] + p[1]; r++) {
         const int64_t c = r % channels, at = r * inner + p[2];
-        slaf_column(means, channels, c, k, mean);
-        slaf_column(inv_denoms, channels, c, k, inv_denom);
+        elementwise_channel(means, channels, c, k, mean);
+        elementwise_channel(inv_denoms, channels, c, k, inv_denom);
         double *restrict sums = rec + c * (1 + (int64_t)k);
 #define SLAF_GRAD_SUMS(K) slaf_grad_sums_run(x + at, g + at, p[3], inv_s[c], mean, inv_denom, sums, powers, K)
         SLAF_DEGREES(SLAF_GRAD_SUMS)
@@ -322,11 +317,11 @@ static void slaf_input_grad_part(const int64_t *p, const float *restrict x, cons
         gamma[SLAF_MAX_DEGREE];
     for (int64_t r = p[0]; r < p[0] + p[1]; r++) {
         const int64_t c = r % channels, at = r * inner + p[2];
-        slaf_column(means, channels, c, k, mean);
-        slaf_column(inv_denoms, channels, c, k, inv_denom);
-        slaf_column(alphas, channels, c, k, alpha);
-        slaf_column(betas, channels, c, k, beta);
-        slaf_column(gammas, channels, c, k, gamma);
+        elementwise_channel(means, channels, c, k, mean);
+        elementwise_channel(inv_denoms, channels, c, k, inv_denom);
+        elementwise_channel(alphas, channels, c, k, alpha);
+        elementwise_channel(betas, channels, c, k, beta);
+        elementwise_channel(gammas, channels, c, k, gamma);
 #define SLAF_INPUT_GRAD(K)                                                                                   \
     slaf_input_grad_run(x + at, g + at, gx + at, p[3], inv_s[c], mean, inv_denom, alpha, beta, gamma, K)
         SLAF_DEGREES(SLAF_INPUT_GRAD)
@@ -385,8 +380,9 @@ void slaf_polynomial_input_grad_parts(const int64_t *parts, int64_t count, const
  * channel, on samples laid out as runs (run r is sample r, or one sample split into parts). With
  * u = x/(m·M + n) per sample and θ = (π/2)·u (rounded as torch rounds it), every element is a
  * Chebyshev polynomial of s = sin θ (slaf._fourier_terms_from_sine): term i = sign_i·T_{n_i}(s), its
- * derivative sign_i·n_i·U_{n_i - 1}(s)·(π/2)cos θ. ``orders`` holds n_i and ``signs`` sign_i, as
- * Python derives them; SLAF_MAX_ORDER bounds n. */
+ * derivative sign_i·n_i·U_{n_i - 1}(s)·(π/2)cos θ. The kernels take coef[n] = w_i·sign_i for the
+ * element of order n (0 for orders the basis has not), as slaf_native._coefficients makes them;
+ * SLAF_MAX_ORDER bounds n. */
 #define SLAF_MAX_ORDER 32
 
 int32_t slaf_max_order(void) { return SLAF_MAX_ORDER; }
